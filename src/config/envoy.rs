@@ -1,0 +1,1 @@
+//! STUB: walks the Envoy v3 YAML tree into the model.

@@ -1,0 +1,308 @@
+//! Ringway's validated configuration: the only configuration shape runtime code ever sees.
+//!
+//! `config::load` walks Envoy's v3 YAML (see `envoy.rs`) and builds these types; anything that
+//! could be wrong (unknown clusters, bad durations, impossible limits) has already been rejected
+//! with a field path by then, so nothing here needs re-checking on the request path. The types are
+//! immutable once built and shared between workers behind an `Arc`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Index of a cluster in [`Bootstrap::clusters`]; routes refer to clusters by this, not by name,
+/// so the request path never hashes a cluster name.
+pub type ClusterId = usize;
+
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub admin: Option<Admin>,
+    pub listeners: Vec<Listener>,
+    pub clusters: Vec<Cluster>,
+}
+
+impl Bootstrap {
+    pub fn cluster_by_name(&self, name: &str) -> Option<ClusterId> {
+        self.clusters.iter().position(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub address: SocketAddr,
+    /// `admin.access_log[]` file paths (Envoy's admin access log); requests to admin are logged there.
+    pub access_log_paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    /// `tcp_backlog_size`; Envoy's default is 128 but the kernel clamps to somaxconn anyway.
+    pub backlog: u32,
+    /// `per_connection_buffer_limit_bytes` (Envoy default 1 MiB): bounds what one connection buffers.
+    pub per_connection_buffer_limit_bytes: u32,
+    pub hcm: HttpConnectionManager,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodecType {
+    Auto,
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConnectionManager {
+    pub stat_prefix: String,
+    pub codec_type: CodecType,
+    pub route_config: RouteConfig,
+    pub access_logs: Vec<AccessLog>,
+    /// `request_headers_timeout`; the edge default is 30 s (Envoy's edge best-practice value).
+    pub request_headers_timeout: Duration,
+    /// `stream_idle_timeout` (Envoy default 5 min); `Duration::ZERO` disables it.
+    pub stream_idle_timeout: Duration,
+    /// `common_http_protocol_options.idle_timeout` for downstream connections (Envoy default 1 h).
+    pub idle_timeout: Duration,
+    /// `max_request_headers_kb` (Envoy default 60).
+    pub max_request_headers_kb: u32,
+    /// `common_http_protocol_options.max_headers_count` (Envoy default 100).
+    pub max_headers_count: u32,
+    /// `use_remote_address`: append the peer address to x-forwarded-for (true at the edge).
+    pub use_remote_address: bool,
+    /// `generate_request_id` (Envoy default true): set x-request-id when absent.
+    pub generate_request_id: bool,
+    /// `server_name` (Envoy default "envoy"; ours "ringway").
+    pub server_name: String,
+    /// `upgrade_configs[].upgrade_type` accepted on this connection manager (e.g. "websocket").
+    pub upgrade_types: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    pub path: PathBuf,
+    /// Envoy format string; `None` means Envoy's default format.
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    pub name: String,
+    pub virtual_hosts: Vec<VirtualHost>,
+    pub headers: HeaderMutations,
+}
+
+/// `request_headers_to_add/remove` and `response_headers_to_add/remove` at one level
+/// (route configuration, virtual host or route). Names are lowercase.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderMutations {
+    pub request_add: Vec<HeaderValueOption>,
+    pub request_remove: Vec<String>,
+    pub response_add: Vec<HeaderValueOption>,
+    pub response_remove: Vec<String>,
+}
+
+impl HeaderMutations {
+    pub fn is_empty(&self) -> bool {
+        self.request_add.is_empty()
+            && self.request_remove.is_empty()
+            && self.response_add.is_empty()
+            && self.response_remove.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendAction {
+    /// `APPEND_IF_EXISTS_OR_ADD` (Envoy's default, and `append: true`).
+    AppendIfExistsOrAdd,
+    /// `ADD_IF_ABSENT`.
+    AddIfAbsent,
+    /// `OVERWRITE_IF_EXISTS_OR_ADD` (and `append: false`).
+    OverwriteIfExistsOrAdd,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderValueOption {
+    /// Lowercase header name.
+    pub name: String,
+    pub value: String,
+    pub action: AppendAction,
+}
+
+#[derive(Debug, Clone)]
+pub struct VirtualHost {
+    pub name: String,
+    /// Domain patterns as written (lowercased): exact, `*.suffix`, `prefix.*`, `*`, each with an
+    /// optional `:port`. The router compiles them.
+    pub domains: Vec<String>,
+    pub routes: Vec<Route>,
+    pub headers: HeaderMutations,
+    /// Virtual-host level retry policy, used by routes without one.
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub action: RouteAction,
+    pub headers: HeaderMutations,
+}
+
+#[derive(Debug, Clone)]
+pub enum PathMatch {
+    /// `prefix`: the path starts with this ("/" matches everything).
+    Prefix(String),
+    /// `path`: the path (without query) equals this.
+    Path(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteMatch {
+    pub path: PathMatch,
+    /// `case_sensitive` (Envoy default true).
+    pub case_sensitive: bool,
+    pub headers: Vec<HeaderMatcher>,
+}
+
+#[derive(Debug, Clone)]
+pub enum HeaderMatchKind {
+    /// `exact_match` or `string_match.exact`.
+    Exact(String),
+    /// `prefix_match` or `string_match.prefix`.
+    Prefix(String),
+    /// `present_match: true|false`.
+    Present(bool),
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderMatcher {
+    /// Lowercase header name (`:authority`, `:method` and `:path` address the pseudo-headers).
+    pub name: String,
+    pub kind: HeaderMatchKind,
+    pub invert: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum RouteAction {
+    Forward(ForwardAction),
+    Direct(DirectResponse),
+}
+
+#[derive(Debug, Clone)]
+pub struct DirectResponse {
+    pub status: u16,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ForwardAction {
+    pub cluster: ClusterId,
+    pub cluster_name: String,
+    /// `timeout` (Envoy default 15 s); `None` when configured as 0 (disabled).
+    pub timeout: Option<Duration>,
+    pub prefix_rewrite: Option<String>,
+    pub host_rewrite_literal: Option<String>,
+    pub retry_policy: Option<RetryPolicy>,
+    /// `upgrade_configs` on the route: `(upgrade_type, enabled)` overriding the HCM's list.
+    pub upgrade_overrides: Vec<(String, bool)>,
+}
+
+/// Conditions in `retry_on`, as a bit set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetryOn(pub u8);
+
+impl RetryOn {
+    pub const FIVE_XX: RetryOn = RetryOn(1);
+    pub const GATEWAY_ERROR: RetryOn = RetryOn(1 << 1);
+    pub const CONNECT_FAILURE: RetryOn = RetryOn(1 << 2);
+    pub const RESET: RetryOn = RetryOn(1 << 3);
+    pub const RETRIABLE_4XX: RetryOn = RetryOn(1 << 4);
+    pub const REFUSED_STREAM: RetryOn = RetryOn(1 << 5);
+
+    pub fn contains(self, other: RetryOn) -> bool {
+        self.0 & other.0 == other.0
+    }
+    pub fn insert(&mut self, other: RetryOn) {
+        self.0 |= other.0;
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub retry_on: RetryOn,
+    /// `num_retries` (Envoy default 1).
+    pub num_retries: u32,
+    pub per_try_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryType {
+    Static,
+    StrictDns,
+    LogicalDns,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LbPolicy {
+    RoundRobin,
+    LeastRequest,
+    Random,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsLookupFamily {
+    Auto,
+    V4Only,
+    V6Only,
+    V4Preferred,
+    All,
+}
+
+/// An endpoint as configured: a literal address, or a host name to resolve (STRICT_DNS/LOGICAL_DNS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSpec {
+    pub host: String,
+    pub port: u16,
+    /// Set when `host` is an IP literal.
+    pub addr: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitBreakers {
+    pub max_connections: u32,
+    pub max_pending_requests: u32,
+    pub max_requests: u32,
+    pub max_retries: u32,
+}
+
+impl Default for CircuitBreakers {
+    /// Envoy's defaults for the DEFAULT priority.
+    fn default() -> Self {
+        CircuitBreakers {
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            max_retries: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    pub name: String,
+    pub discovery: DiscoveryType,
+    /// `connect_timeout` (Envoy default 5 s).
+    pub connect_timeout: Duration,
+    pub lb_policy: LbPolicy,
+    pub endpoints: Vec<EndpointSpec>,
+    /// `dns_refresh_rate` (Envoy default 5 s).
+    pub dns_refresh_rate: Duration,
+    pub dns_lookup_family: DnsLookupFamily,
+    /// `common_http_protocol_options.idle_timeout` for pooled upstream connections (Envoy default 1 h).
+    pub idle_timeout: Duration,
+    /// `common_http_protocol_options.max_requests_per_connection` (unlimited when `None`).
+    pub max_requests_per_connection: Option<u32>,
+    pub circuit_breakers: CircuitBreakers,
+    /// `per_connection_buffer_limit_bytes` (Envoy default 1 MiB).
+    pub per_connection_buffer_limit_bytes: u32,
+}

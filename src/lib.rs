@@ -1,0 +1,19 @@
+//! Ringway: a thread-per-core edge and service proxy speaking Envoy's v3 configuration.
+//!
+//! The crate is laid out the way a request travels (see `../shared/DESIGN.md` in the team's
+//! workspace and README.md): `runtime` starts one pinned io_uring worker per core, each with its own
+//! SO_REUSEPORT `listener`; `proxy` drives each downstream connection through the `http1` codec,
+//! the router and the `upstream` pools; `stats`, `access_log` and `admin` make it observable;
+//! `config` turns Envoy YAML into the typed model everything else reads.
+
+pub mod access_log;
+pub mod admin;
+pub mod config;
+#[macro_use]
+pub mod logging;
+pub mod http1;
+pub mod proxy;
+pub mod rng;
+pub mod server;
+pub mod stats;
+pub mod upstream;

@@ -1,0 +1,4 @@
+//! The proxy proper: per-connection HTTP handling, routing, header rewrites, retries.
+
+pub mod flags;
+pub mod router;
