@@ -1,0 +1,247 @@
+//! Re-serialising heads in both directions, with Envoy's header handling.
+//!
+//! Nothing is copied through verbatim: every forwarded head is written anew from parsed spans, so
+//! framing and hop-by-hop headers are always ours. Upstream requests get `x-forwarded-for`,
+//! `x-forwarded-proto`, `x-request-id` and the configured additions and removals; downstream
+//! responses get `server`, `x-envoy-upstream-service-time` and theirs.
+
+use crate::config::{AppendAction, HeaderMutations, HeaderValueOption};
+use crate::http1::encode::{is_hop_by_hop, write_header, write_status_line, write_u64};
+use crate::http1::parse::{connection_nominates, Version};
+use crate::http1::HeaderSpan;
+
+/// The mutation lists that apply to one request, most specific first (route, virtual host,
+/// route configuration), as Envoy evaluates them.
+pub struct Mutations<'a> {
+    pub levels: [Option<&'a HeaderMutations>; 3],
+}
+
+impl<'a> Mutations<'a> {
+    fn iter(&self) -> impl Iterator<Item = &'a HeaderMutations> + '_ {
+        self.levels.iter().flatten().copied()
+    }
+
+    fn removes_request(&self, name: &[u8]) -> bool {
+        self.iter().any(|m| {
+            m.request_remove.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+                || overwrites(&m.request_add, name)
+        })
+    }
+
+    fn removes_response(&self, name: &[u8]) -> bool {
+        self.iter().any(|m| {
+            m.response_remove.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+                || overwrites(&m.response_add, name)
+        })
+    }
+}
+
+fn overwrites(adds: &[HeaderValueOption], name: &[u8]) -> bool {
+    adds.iter().any(|h| {
+        h.action == AppendAction::OverwriteIfExistsOrAdd && h.name.as_bytes().eq_ignore_ascii_case(name)
+    })
+}
+
+/// Appends configured additions. `present(name)` says whether the outgoing head already has it
+/// (for ADD_IF_ABSENT).
+fn write_additions(out: &mut Vec<u8>, adds: &[HeaderValueOption], present: &dyn Fn(&[u8]) -> bool) {
+    for h in adds {
+        if h.action == AppendAction::AddIfAbsent && present(h.name.as_bytes()) {
+            continue;
+        }
+        write_header(out, h.name.as_bytes(), h.value.as_bytes());
+    }
+}
+
+/// Headers the proxy always writes itself, whatever the client sent.
+fn reserved_request_header(name: &[u8]) -> bool {
+    const RESERVED: [&[u8]; 6] = [
+        b"host",
+        b"content-length",
+        b"expect",
+        b"x-forwarded-proto",
+        b"x-forwarded-for",
+        b"x-envoy-original-path",
+    ];
+    RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
+}
+
+/// What the upstream request head needs beyond the parsed client head.
+pub struct UpstreamRequest<'a> {
+    pub method: &'a [u8],
+    /// The path to send (after prefix_rewrite).
+    pub path: &'a [u8],
+    pub host: &'a [u8],
+    pub peer_ip: &'a [u8],
+    /// Generated when the client sent none (empty: keep the client's or send none).
+    pub request_id: &'a [u8],
+    /// Framing of the body we send: `None` for no body, `Some(None)` chunked, `Some(Some(n))` length.
+    pub body: Option<Option<u64>>,
+    pub use_remote_address: bool,
+}
+
+/// Writes the upstream request head into `out`.
+pub fn write_upstream_request(
+    out: &mut Vec<u8>,
+    req: &UpstreamRequest<'_>,
+    buf: &[u8],
+    headers: &[HeaderSpan],
+    mutations: &Mutations<'_>,
+) {
+    out.extend_from_slice(req.method);
+    out.push(b' ');
+    out.extend_from_slice(req.path);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_header(out, b"host", req.host);
+
+    let mut xff: Option<&[u8]> = None;
+    for h in headers {
+        let name = h.name.get(buf);
+        let value = h.value.get(buf);
+        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            xff = Some(value);
+            continue;
+        }
+        if is_hop_by_hop(name)
+            || reserved_request_header(name)
+            || connection_nominates(buf, headers, name)
+            || mutations.removes_request(name)
+        {
+            continue;
+        }
+        write_header(out, name, value);
+    }
+    // x-forwarded-for: append the peer at the edge (use_remote_address), else pass through.
+    match (xff, req.use_remote_address) {
+        (Some(prev), true) => {
+            out.extend_from_slice(b"x-forwarded-for: ");
+            out.extend_from_slice(prev);
+            out.extend_from_slice(b", ");
+            out.extend_from_slice(req.peer_ip);
+            out.extend_from_slice(b"\r\n");
+        }
+        (None, true) => write_header(out, b"x-forwarded-for", req.peer_ip),
+        (Some(prev), false) => write_header(out, b"x-forwarded-for", prev),
+        (None, false) => {}
+    }
+    write_header(out, b"x-forwarded-proto", b"http");
+    if !req.request_id.is_empty() {
+        write_header(out, b"x-request-id", req.request_id);
+    }
+    let present = |name: &[u8]| {
+        headers.iter().any(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+    };
+    for m in mutations.iter() {
+        write_additions(out, &m.request_add, &present);
+    }
+    match req.body {
+        Some(Some(n)) => {
+            out.extend_from_slice(b"content-length: ");
+            write_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        Some(None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        None => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body is framed towards the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownstreamFraming {
+    /// No body (HEAD, 204, 304, 1xx).
+    None,
+    /// `content-length: n`, body relayed as is.
+    Length(u64),
+    /// `transfer-encoding: chunked` (re-encoded by us).
+    Chunked,
+    /// HTTP/1.0 client without length: body until we close.
+    UntilClose,
+}
+
+pub struct DownstreamResponse<'a> {
+    pub version: Version,
+    pub status: u16,
+    pub framing: DownstreamFraming,
+    /// For HEAD: the upstream's content-length, passed through without a body.
+    pub head_content_length: Option<u64>,
+    pub server_name: &'a [u8],
+    pub upstream_service_time_ms: Option<u64>,
+    pub close: bool,
+    /// HTTP/1.0 client that asked for keep-alive and keeps it.
+    pub keep_alive_10: bool,
+}
+
+/// Writes the response head for the client from the upstream's parsed head.
+pub fn write_downstream_response(
+    out: &mut Vec<u8>,
+    resp: &DownstreamResponse<'_>,
+    buf: &[u8],
+    headers: &[HeaderSpan],
+    mutations: &Mutations<'_>,
+) {
+    write_status_line(out, resp.version, resp.status);
+    let mut has_server = false;
+    for h in headers {
+        let name = h.name.get(buf);
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"x-envoy-upstream-service-time")
+            || connection_nominates(buf, headers, name)
+            || mutations.removes_response(name)
+        {
+            continue;
+        }
+        if name.eq_ignore_ascii_case(b"server") {
+            has_server = true;
+        }
+        write_header(out, name, h.value.get(buf));
+    }
+    if !has_server {
+        write_header(out, b"server", resp.server_name);
+    }
+    if let Some(ms) = resp.upstream_service_time_ms {
+        out.extend_from_slice(b"x-envoy-upstream-service-time: ");
+        write_u64(out, ms);
+        out.extend_from_slice(b"\r\n");
+    }
+    let present = |name: &[u8]| {
+        headers.iter().any(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+    };
+    for m in mutations.iter() {
+        write_additions(out, &m.response_add, &present);
+    }
+    write_framing_and_connection(out, resp.framing, resp.head_content_length, resp.close, resp.keep_alive_10);
+}
+
+/// Framing headers, `connection`, and the blank line that ends a head.
+pub fn write_framing_and_connection(
+    out: &mut Vec<u8>,
+    framing: DownstreamFraming,
+    head_content_length: Option<u64>,
+    close: bool,
+    keep_alive_10: bool,
+) {
+    match framing {
+        DownstreamFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            write_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        DownstreamFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        DownstreamFraming::None => {
+            if let Some(n) = head_content_length {
+                out.extend_from_slice(b"content-length: ");
+                write_u64(out, n);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+        DownstreamFraming::UntilClose => {}
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if keep_alive_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,232 @@
+//! One worker: its listeners' accept loops, its connections, and its own state.
+//!
+//! Everything a request touches lives in [`Worker`], owned by this thread alone (`Rc`, `Cell`,
+//! `RefCell`: no atomics beyond the stats slots, no locks). Borrows of the `RefCell`s are never
+//! held across an `.await`. A housekeeping task runs once a second: it adopts membership changes
+//! (also checked at every request start), sweeps the pool, and flushes histograms and access logs
+//! to their consumer threads.
+
+use std::cell::{Cell, RefCell};
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::access_log::{Format, WorkerAccessLog};
+use crate::config::Bootstrap;
+use crate::proxy::router::Router;
+use crate::rng::FastRng;
+use crate::stats::histograms::WorkerHistograms;
+use crate::stats::{HttpStat, ListenerStat, Stats};
+use crate::upstream::lb::LoadBalancer;
+use crate::upstream::membership::MembershipWatch;
+use crate::upstream::pool::Pool;
+
+/// Tunables from the command line that the request path reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub read_buffer_bytes: usize,
+    pub body_chunk_bytes: usize,
+    pub retry_buffer_bytes: usize,
+    pub max_idle_per_endpoint: usize,
+}
+
+/// Read-only state shared by all workers (built once on the main thread).
+pub struct Shared {
+    pub config: Arc<Bootstrap>,
+    pub stats: Arc<Stats>,
+    /// One router per listener.
+    pub routers: Vec<Router>,
+    /// Per listener: (access-log file index, format).
+    pub access_logs: Vec<Vec<(usize, Format)>>,
+    pub draining: Arc<AtomicBool>,
+    pub tuning: Tuning,
+}
+
+/// What the main thread hands to a worker thread.
+pub struct WorkerSpec {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    /// One socket per configured listener, in config order.
+    pub listeners: Vec<StdListener>,
+    pub membership: MembershipWatch,
+    pub histograms: WorkerHistograms,
+    pub access_log: Option<WorkerAccessLog>,
+}
+
+/// Per-cluster request accounting on this worker (circuit breakers).
+#[derive(Default)]
+pub struct ClusterLocal {
+    pub active_requests: Cell<u32>,
+    pub active_retries: Cell<u32>,
+}
+
+pub struct Worker {
+    pub index: usize,
+    pub shared: Arc<Shared>,
+    pub membership: RefCell<MembershipWatch>,
+    pub pool: RefCell<Pool>,
+    pub lbs: RefCell<Vec<LoadBalancer>>,
+    pub rng: RefCell<FastRng>,
+    pub histograms: RefCell<WorkerHistograms>,
+    pub access_log: RefCell<Option<WorkerAccessLog>>,
+    pub clusters: Vec<ClusterLocal>,
+    /// Requests between head parsed and response finished, for drain.
+    pub in_flight: Cell<usize>,
+    /// This worker's share of each circuit breaker threshold (Envoy's are process-wide; ours are
+    /// split evenly so no counter is shared between threads).
+    pub workers: usize,
+}
+
+impl Worker {
+    #[inline]
+    pub fn stats(&self) -> &Stats {
+        &self.shared.stats
+    }
+
+    #[inline]
+    pub fn draining(&self) -> bool {
+        self.shared.draining.load(Ordering::Relaxed)
+    }
+
+    /// This worker's share of a process-wide threshold (at least 1).
+    pub fn share(&self, threshold: u32) -> u32 {
+        let w = self.workers.max(1) as u32;
+        threshold.div_ceil(w).max(1)
+    }
+}
+
+/// The worker's main future: accept on every listener until they close, then wait for in-flight
+/// requests to finish.
+pub async fn run(spec: WorkerSpec) {
+    let cfg = spec.shared.config.clone();
+    let seed = 0x9e37_79b9_7f4a_7c15u64
+        ^ (spec.index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let worker = Rc::new(Worker {
+        index: spec.index,
+        shared: spec.shared.clone(),
+        membership: RefCell::new(spec.membership),
+        pool: RefCell::new(Pool::new(
+            spec.index,
+            spec.shared.stats.clone(),
+            cfg.clusters.len(),
+            spec.shared.tuning.max_idle_per_endpoint,
+        )),
+        lbs: RefCell::new(
+            cfg.clusters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| LoadBalancer::new(c.lb_policy, seed ^ (i as u64 + 1)))
+                .collect(),
+        ),
+        rng: RefCell::new(FastRng::new(seed)),
+        histograms: RefCell::new(spec.histograms),
+        access_log: RefCell::new(spec.access_log),
+        clusters: cfg.clusters.iter().map(|_| ClusterLocal::default()).collect(),
+        in_flight: Cell::new(0),
+        workers: spec.shared.stats.workers,
+    });
+
+    let open_listeners = Rc::new(Cell::new(0usize));
+    for (li, std_listener) in spec.listeners.into_iter().enumerate() {
+        match monoio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => {
+                open_listeners.set(open_listeners.get() + 1);
+                monoio::spawn(accept_loop(worker.clone(), li, l, open_listeners.clone()));
+            }
+            Err(e) => error!("worker {}: listener {li}: {e}", spec.index),
+        }
+    }
+
+    // Housekeeping until the listeners are closed and nothing is in flight.
+    let mut last_sweep = Instant::now();
+    loop {
+        let tick = if open_listeners.get() == 0 {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(250)
+        };
+        monoio::time::sleep(tick).await;
+        housekeeping(&worker, &mut last_sweep);
+        if open_listeners.get() == 0 && worker.in_flight.get() == 0 {
+            break;
+        }
+    }
+    worker.pool.borrow_mut().clear();
+    worker.histograms.borrow_mut().flush();
+    if let Some(log) = worker.access_log.borrow_mut().as_mut() {
+        log.flush();
+    }
+}
+
+fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut Instant) {
+    let now = Instant::now();
+    worker.membership.borrow_mut().refresh();
+    if now.duration_since(*last_sweep) >= Duration::from_secs(1) {
+        *last_sweep = now;
+        let snapshot = worker.membership.borrow().current.clone();
+        worker.pool.borrow_mut().sweep(now, |cluster, addr| {
+            snapshot
+                .clusters
+                .get(cluster)
+                .is_some_and(|m| m.endpoints.iter().any(|e| e.addr == *addr))
+        });
+    }
+    worker.histograms.borrow_mut().flush();
+    if let Some(log) = worker.access_log.borrow_mut().as_mut() {
+        log.flush();
+    }
+}
+
+async fn accept_loop(
+    worker: Rc<Worker>,
+    listener_index: usize,
+    listener: monoio::net::TcpListener,
+    open: Rc<Cell<usize>>,
+) {
+    let stats = worker.shared.stats.clone();
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                if worker.draining() {
+                    break;
+                }
+                let _ = stream.set_nodelay(true);
+                if let Some(ls) = stats.listeners.get(listener_index) {
+                    ls.inc(worker.index, ListenerStat::DownstreamCxTotal);
+                    ls.inc(worker.index, ListenerStat::DownstreamCxActive);
+                }
+                if let Some(hs) = stats.http.get(listener_index) {
+                    hs.inc(worker.index, HttpStat::DownstreamCxTotal);
+                    hs.inc(worker.index, HttpStat::DownstreamCxHttp1Total);
+                    hs.inc(worker.index, HttpStat::DownstreamCxActive);
+                }
+                let w = worker.clone();
+                monoio::spawn(async move {
+                    super::http1_conn::serve(&w, listener_index, stream, peer).await;
+                    let stats = w.stats();
+                    if let Some(ls) = stats.listeners.get(listener_index) {
+                        ls.dec(w.index, ListenerStat::DownstreamCxActive);
+                    }
+                    if let Some(hs) = stats.http.get(listener_index) {
+                        hs.dec(w.index, HttpStat::DownstreamCxActive);
+                    }
+                });
+            }
+            Err(e) => {
+                if worker.draining() {
+                    break;
+                }
+                // EMFILE and friends: back off briefly rather than spin.
+                warn!("worker {}: accept failed: {e}", worker.index);
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    open.set(open.get().saturating_sub(1));
+}
