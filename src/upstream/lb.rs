@@ -44,7 +44,12 @@ impl LoadBalancer {
 
     /// Picks one of `n` endpoints for which `eligible(i)` holds; `active(i)` is the endpoint's
     /// in-flight request count on this worker (LEAST_REQUEST). `None` when none is eligible.
-    pub fn pick(&mut self, n: usize, eligible: impl Fn(usize) -> bool, active: impl Fn(usize) -> u32) -> Option<usize> {
+    pub fn pick(
+        &mut self,
+        n: usize,
+        eligible: impl Fn(usize) -> bool,
+        active: impl Fn(usize) -> u32,
+    ) -> Option<usize> {
         if n == 0 {
             return None;
         }
@@ -88,7 +93,12 @@ impl LoadBalancer {
     }
 
     /// A uniformly random eligible index other than `exclude`, or `None` if there is none.
-    fn random_eligible(&mut self, n: usize, eligible: &dyn Fn(usize) -> bool, exclude: Option<usize>) -> Option<usize> {
+    fn random_eligible(
+        &mut self,
+        n: usize,
+        eligible: &dyn Fn(usize) -> bool,
+        exclude: Option<usize>,
+    ) -> Option<usize> {
         let ok = |i: usize| Some(i) != exclude && eligible(i);
         for _ in 0..SAMPLE_TRIES {
             let i = self.rng.below(n as u64) as usize;
@@ -140,9 +150,16 @@ mod tests {
     #[test]
     fn round_robin_start_depends_on_seed() {
         let firsts: std::collections::HashSet<usize> = (0..32)
-            .map(|seed| LoadBalancer::new(LbPolicy::RoundRobin, seed).pick(8, all, idle).unwrap())
+            .map(|seed| {
+                LoadBalancer::new(LbPolicy::RoundRobin, seed)
+                    .pick(8, all, idle)
+                    .unwrap()
+            })
             .collect();
-        assert!(firsts.len() > 1, "every worker would start at the same endpoint");
+        assert!(
+            firsts.len() > 1,
+            "every worker would start at the same endpoint"
+        );
     }
 
     #[test]
@@ -239,7 +256,11 @@ mod tests {
 
     #[test]
     fn none_when_nothing_eligible_or_empty() {
-        for policy in [LbPolicy::RoundRobin, LbPolicy::Random, LbPolicy::LeastRequest] {
+        for policy in [
+            LbPolicy::RoundRobin,
+            LbPolicy::Random,
+            LbPolicy::LeastRequest,
+        ] {
             let mut lb = LoadBalancer::new(policy, 3);
             assert_eq!(lb.pick(5, |_| false, idle), None, "{policy:?}");
             assert_eq!(lb.pick(0, all, idle), None, "{policy:?}");
