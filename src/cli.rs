@@ -86,7 +86,11 @@ pub struct Cli {
     pub retry_buffer_bytes: usize,
 
     /// Idle upstream connections kept per endpoint per worker.
-    #[arg(long = "max-idle-per-endpoint", value_name = "N", default_value_t = 256)]
+    #[arg(
+        long = "max-idle-per-endpoint",
+        value_name = "N",
+        default_value_t = 256
+    )]
     pub max_idle_per_endpoint: usize,
 }
 

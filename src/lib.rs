@@ -6,14 +6,21 @@
 //! the router and the `upstream` pools; `stats`, `access_log` and `admin` make it observable;
 //! `config` turns Envoy YAML into the typed model everything else reads.
 
-pub mod access_log;
-pub mod admin;
-pub mod config;
+// First, so its macros are in scope for every module below.
 #[macro_use]
 pub mod logging;
+
+pub mod access_log;
+pub mod admin;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod control;
 pub mod http1;
+pub mod listener;
 pub mod proxy;
 pub mod rng;
+pub mod runtime;
 pub mod server;
 pub mod stats;
 pub mod upstream;

@@ -17,7 +17,12 @@ impl ChunkedDecoder {
     /// Consumes a prefix of `input`; appends to `out` either the re-encoded chunked stream
     /// (`reencode`: size lines we wrote, data, validated trailers, final CRLF) or the plain data.
     /// Returns how many bytes of `input` were consumed.
-    pub fn feed(&mut self, _input: &[u8], _out: &mut Vec<u8>, _reencode: bool) -> Result<usize, ChunkedError> {
+    pub fn feed(
+        &mut self,
+        _input: &[u8],
+        _out: &mut Vec<u8>,
+        _reencode: bool,
+    ) -> Result<usize, ChunkedError> {
         unimplemented!()
     }
     /// The last chunk and trailers have been consumed.

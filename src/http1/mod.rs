@@ -19,7 +19,8 @@ pub struct Span {
 impl Span {
     #[inline]
     pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        buf.get(self.start as usize..self.end as usize).unwrap_or(&[])
+        buf.get(self.start as usize..self.end as usize)
+            .unwrap_or(&[])
     }
     #[inline]
     pub fn len(&self) -> usize {

@@ -14,7 +14,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_head_bytes: 60 * 1024, max_headers: 100, max_request_line: 8 * 1024 }
+        Limits {
+            max_head_bytes: 60 * 1024,
+            max_headers: 100,
+            max_request_line: 8 * 1024,
+        }
     }
 }
 

@@ -23,14 +23,18 @@ impl<'a> Mutations<'a> {
 
     fn removes_request(&self, name: &[u8]) -> bool {
         self.iter().any(|m| {
-            m.request_remove.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+            m.request_remove
+                .iter()
+                .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
                 || overwrites(&m.request_add, name)
         })
     }
 
     fn removes_response(&self, name: &[u8]) -> bool {
         self.iter().any(|m| {
-            m.response_remove.iter().any(|r| r.as_bytes().eq_ignore_ascii_case(name))
+            m.response_remove
+                .iter()
+                .any(|r| r.as_bytes().eq_ignore_ascii_case(name))
                 || overwrites(&m.response_add, name)
         })
     }
@@ -38,7 +42,8 @@ impl<'a> Mutations<'a> {
 
 fn overwrites(adds: &[HeaderValueOption], name: &[u8]) -> bool {
     adds.iter().any(|h| {
-        h.action == AppendAction::OverwriteIfExistsOrAdd && h.name.as_bytes().eq_ignore_ascii_case(name)
+        h.action == AppendAction::OverwriteIfExistsOrAdd
+            && h.name.as_bytes().eq_ignore_ascii_case(name)
     })
 }
 
@@ -129,7 +134,9 @@ pub fn write_upstream_request(
         write_header(out, b"x-request-id", req.request_id);
     }
     let present = |name: &[u8]| {
-        headers.iter().any(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+        headers
+            .iter()
+            .any(|h| h.name.get(buf).eq_ignore_ascii_case(name))
     };
     for m in mutations.iter() {
         write_additions(out, &m.request_add, &present);
@@ -206,12 +213,20 @@ pub fn write_downstream_response(
         out.extend_from_slice(b"\r\n");
     }
     let present = |name: &[u8]| {
-        headers.iter().any(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+        headers
+            .iter()
+            .any(|h| h.name.get(buf).eq_ignore_ascii_case(name))
     };
     for m in mutations.iter() {
         write_additions(out, &m.response_add, &present);
     }
-    write_framing_and_connection(out, resp.framing, resp.head_content_length, resp.close, resp.keep_alive_10);
+    write_framing_and_connection(
+        out,
+        resp.framing,
+        resp.head_content_length,
+        resp.close,
+        resp.keep_alive_10,
+    );
 }
 
 /// Framing headers, `connection`, and the blank line that ends a head.

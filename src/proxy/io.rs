@@ -66,7 +66,11 @@ pub async fn read_append_until(
 }
 
 /// Writes all of `buf[..len]`.
-pub async fn write_all(stream: &mut TcpStream, buf: Vec<u8>, len: usize) -> (io::Result<()>, Vec<u8>) {
+pub async fn write_all(
+    stream: &mut TcpStream,
+    buf: Vec<u8>,
+    len: usize,
+) -> (io::Result<()>, Vec<u8>) {
     let len = len.min(buf.len());
     if len == 0 {
         return (Ok(()), buf);
@@ -99,4 +103,3 @@ pub async fn write_all_until(
         }
     }
 }
-

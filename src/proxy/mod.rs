@@ -2,4 +2,9 @@
 
 pub mod domains;
 pub mod flags;
+pub mod forward;
+pub mod headers;
+pub mod http1_conn;
+pub mod io;
 pub mod router;
+pub mod worker;

@@ -127,7 +127,11 @@ pub async fn run(spec: WorkerSpec) {
         rng: RefCell::new(FastRng::new(seed)),
         histograms: RefCell::new(spec.histograms),
         access_log: RefCell::new(spec.access_log),
-        clusters: cfg.clusters.iter().map(|_| ClusterLocal::default()).collect(),
+        clusters: cfg
+            .clusters
+            .iter()
+            .map(|_| ClusterLocal::default())
+            .collect(),
         in_flight: Cell::new(0),
         workers: spec.shared.stats.workers,
     });
@@ -159,7 +163,8 @@ pub async fn run(spec: WorkerSpec) {
     }
     worker.pool.borrow_mut().clear();
     worker.histograms.borrow_mut().flush();
-    if let Some(log) = worker.access_log.borrow_mut().as_mut() {
+    let mut log = worker.access_log.borrow_mut();
+    if let Some(log) = log.as_mut() {
         log.flush();
     }
 }

@@ -46,7 +46,10 @@ impl Plan {
         let cpus = match &cli.cpu_set {
             Some(list) => {
                 let cpus = parse_cpu_list(list)?;
-                if let Some(bad) = cpus.iter().find(|c| !allowed.is_empty() && !allowed.contains(c)) {
+                if let Some(bad) = cpus
+                    .iter()
+                    .find(|c| !allowed.is_empty() && !allowed.contains(c))
+                {
                     return Err(format!(
                         "--cpu-set: CPU {bad} is not available to this process (allowed: {allowed:?})"
                     ));
@@ -140,6 +143,9 @@ fn run_worker(spec: WorkerSpec, core: Option<core_affinity::CoreId>, driver: Dri
             .map(|mut rt| rt.block_on(crate::proxy::worker::run(spec))),
     };
     if let Err(e) = result {
-        error!("worker {index}: cannot build its {} runtime: {e}", driver.name());
+        error!(
+            "worker {index}: cannot build its {} runtime: {e}",
+            driver.name()
+        );
     }
 }

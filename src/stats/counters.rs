@@ -54,11 +54,19 @@ impl<const N: usize> PerWorker<N> {
         }
     }
 
+    /// Counter `i` in `worker`'s own slot (a worker reading its own value, e.g. for LEAST_REQUEST).
+    #[inline]
+    pub fn slot_value(&self, worker: usize, i: usize) -> u64 {
+        self.slots
+            .get(worker)
+            .map_or(0, |s| s.0[i].load(Ordering::Relaxed))
+    }
+
     /// Sum of counter `i` over all workers.
     pub fn sum(&self, i: usize) -> u64 {
-        self.slots
-            .iter()
-            .fold(0u64, |acc, s| acc.wrapping_add(s.0[i].load(Ordering::Relaxed)))
+        self.slots.iter().fold(0u64, |acc, s| {
+            acc.wrapping_add(s.0[i].load(Ordering::Relaxed))
+        })
     }
 
     /// Gauge value: the wrapping sum read as signed, clamped at zero.
@@ -100,10 +108,9 @@ impl CodeCounters {
     pub fn nonzero(&self) -> Vec<(u16, u64)> {
         (0..500)
             .filter_map(|i| {
-                let total = self
-                    .slots
-                    .iter()
-                    .fold(0u64, |acc, s| acc.wrapping_add(s.0[i].load(Ordering::Relaxed)));
+                let total = self.slots.iter().fold(0u64, |acc, s| {
+                    acc.wrapping_add(s.0[i].load(Ordering::Relaxed))
+                });
                 (total > 0).then_some((i as u16 + 100, total))
             })
             .collect()

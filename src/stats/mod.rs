@@ -334,7 +334,10 @@ impl HttpStat {
         }
     }
     pub fn is_gauge(self) -> bool {
-        matches!(self, HttpStat::DownstreamRqActive | HttpStat::DownstreamCxActive)
+        matches!(
+            self,
+            HttpStat::DownstreamRqActive | HttpStat::DownstreamCxActive
+        )
     }
 }
 

@@ -176,7 +176,8 @@ impl MembershipHub {
         // at a time; workers never write them.
         self.publish_gauges(id, count);
         if let Some(cs) = self.stats.clusters.get(id) {
-            cs.counters.add(0, ClusterStat::MembershipChange as usize, 1);
+            cs.counters
+                .add(0, ClusterStat::MembershipChange as usize, 1);
         }
         drop(st);
         true

@@ -79,17 +79,28 @@ impl Pool {
     }
 
     /// The most recently returned live idle connection to `endpoint`, if any.
-    pub fn take(&mut self, cluster: ClusterId, endpoint: &SocketAddr, now: Instant) -> Option<UpstreamConn> {
+    pub fn take(
+        &mut self,
+        cluster: ClusterId,
+        endpoint: &SocketAddr,
+        now: Instant,
+    ) -> Option<UpstreamConn> {
         let list = self.idle.get_mut(&(cluster, *endpoint))?;
+        let mut expired = 0;
+        let mut found = None;
         while let Some(idle) = list.pop() {
             if idle.expires > now {
                 let mut conn = idle.conn;
                 conn.reused = true;
-                return Some(conn);
+                found = Some(conn);
+                break;
             }
+            expired += 1;
+        }
+        for _ in 0..expired {
             self.closed(cluster, ClusterStat::UpstreamCxIdleTimeout);
         }
-        None
+        found
     }
 
     /// Returns a connection that ended cleanly at a message boundary.
@@ -124,57 +135,11 @@ impl Pool {
         }
     }
 
-    /// Opens a new connection to `endpoint` within `timeout`.
-    pub async fn connect(
-        &mut self,
-        cluster: ClusterId,
-        endpoint: &Arc<Endpoint>,
-        timeout: Duration,
-    ) -> Result<UpstreamConn, ConnectError> {
-        let cs = self.stats.clusters.get(cluster);
-        let attempt = monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await;
-        let stream = match attempt {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                if let Some(cs) = cs {
-                    cs.inc(self.worker, ClusterStat::UpstreamCxConnectFail);
-                }
-                endpoint.stats.inc(self.worker, EndpointStat::CxConnectFail);
-                return Err(ConnectError::Refused(e));
-            }
-            Err(_) => {
-                if let Some(cs) = cs {
-                    cs.inc(self.worker, ClusterStat::UpstreamCxConnectFail);
-                    cs.inc(self.worker, ClusterStat::UpstreamCxConnectTimeout);
-                }
-                endpoint.stats.inc(self.worker, EndpointStat::CxConnectFail);
-                return Err(ConnectError::Timeout);
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        if let Some(cs) = cs {
-            cs.inc(self.worker, ClusterStat::UpstreamCxTotal);
-            cs.inc(self.worker, ClusterStat::UpstreamCxHttp1Total);
-            cs.inc(self.worker, ClusterStat::UpstreamCxActive);
-        }
-        endpoint.stats.inc(self.worker, EndpointStat::CxTotal);
-        endpoint.stats.inc(self.worker, EndpointStat::CxActive);
+    /// Counts a connection opened by [`connect`] as this pool's.
+    pub fn opened(&mut self, cluster: ClusterId) {
         if let Some(n) = self.open.get_mut(cluster) {
             *n += 1;
         }
-        Ok(UpstreamConn {
-            stream,
-            endpoint: endpoint.clone(),
-            cluster,
-            reused: false,
-            requests: 0,
-            _guard: CxGuard {
-                stats: self.stats.clone(),
-                worker: self.worker,
-                cluster,
-                endpoint: endpoint.clone(),
-            },
-        })
     }
 
     /// Closes expired idle connections and those whose endpoint is no longer a member.
@@ -207,6 +172,58 @@ impl Pool {
     pub fn clear(&mut self) {
         self.sweep(Instant::now(), |_, _| false);
     }
+}
+
+/// Opens a new connection to `endpoint` within `timeout`. The caller counts it in its pool
+/// ([`Pool::opened`]); the pool is not borrowed across the await.
+pub async fn connect(
+    worker: usize,
+    stats: &Arc<Stats>,
+    cluster: ClusterId,
+    endpoint: &Arc<Endpoint>,
+    timeout: Duration,
+) -> Result<UpstreamConn, ConnectError> {
+    let cs = stats.clusters.get(cluster);
+    let attempt = monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await;
+    let stream = match attempt {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            if let Some(cs) = cs {
+                cs.inc(worker, ClusterStat::UpstreamCxConnectFail);
+            }
+            endpoint.stats.inc(worker, EndpointStat::CxConnectFail);
+            return Err(ConnectError::Refused(e));
+        }
+        Err(_) => {
+            if let Some(cs) = cs {
+                cs.inc(worker, ClusterStat::UpstreamCxConnectFail);
+                cs.inc(worker, ClusterStat::UpstreamCxConnectTimeout);
+            }
+            endpoint.stats.inc(worker, EndpointStat::CxConnectFail);
+            return Err(ConnectError::Timeout);
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    if let Some(cs) = cs {
+        cs.inc(worker, ClusterStat::UpstreamCxTotal);
+        cs.inc(worker, ClusterStat::UpstreamCxHttp1Total);
+        cs.inc(worker, ClusterStat::UpstreamCxActive);
+    }
+    endpoint.stats.inc(worker, EndpointStat::CxTotal);
+    endpoint.stats.inc(worker, EndpointStat::CxActive);
+    Ok(UpstreamConn {
+        stream,
+        endpoint: endpoint.clone(),
+        cluster,
+        reused: false,
+        requests: 0,
+        _guard: CxGuard {
+            stats: stats.clone(),
+            worker,
+            cluster,
+            endpoint: endpoint.clone(),
+        },
+    })
 }
 
 #[derive(Debug)]

@@ -1,0 +1,209 @@
+//! Start-up and shutdown of a whole Ringway process (everything `main` does, testable).
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::access_log::{AccessLogSink, Format};
+use crate::cli::{Cli, Mode};
+use crate::config::{self, Loaded};
+use crate::listener::BoundListener;
+use crate::logging::{self, Level};
+use crate::proxy::router::Router;
+use crate::proxy::worker::{Shared, Tuning, WorkerSpec};
+use crate::runtime::{spawn_workers, Plan};
+use crate::server::{Lifecycle, ServerInfo, ServerState, VERSION};
+use crate::stats::Stats;
+use crate::upstream::membership::MembershipHub;
+
+/// Runs the process; `Err` carries the message printed before exiting non-zero.
+pub fn run(cli: Cli) -> Result<(), String> {
+    let level = Level::parse(&cli.log_level).ok_or_else(|| {
+        format!(
+            "--log-level: '{}' is not one of trace, debug, info, warning, error, critical, off",
+            cli.log_level
+        )
+    })?;
+    logging::set_level(level);
+
+    let loaded = load_config(&cli)?;
+    if cli.mode == Mode::Validate {
+        println!("configuration OK");
+        return Ok(());
+    }
+    let plan = Plan::from_cli(&cli)?;
+    serve(cli, plan, loaded)
+}
+
+fn load_config(cli: &Cli) -> Result<Loaded, String> {
+    let result = match (&cli.config_yaml, &cli.config_path) {
+        (Some(yaml), _) => config::load_str(yaml),
+        (None, Some(path)) => config::load_file(path),
+        (None, None) => {
+            return Err("no configuration: pass -c/--config-path FILE or --config-yaml YAML".into())
+        }
+    };
+    result.map_err(|errors| errors.to_string().trim_end().to_owned())
+}
+
+fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
+    let workers = plan.workers;
+    let bootstrap = Arc::new(loaded.bootstrap);
+    let stats = Stats::new(&bootstrap, workers);
+
+    // Access logs: one writer thread for all files; formats compiled once.
+    let mut paths = Vec::new();
+    let mut access_logs = Vec::new();
+    for (li, l) in bootstrap.listeners.iter().enumerate() {
+        let mut list = Vec::new();
+        for (ai, log) in l.hcm.access_logs.iter().enumerate() {
+            let format = match &log.format {
+                Some(f) => Format::parse(f).map_err(|e| {
+                    format!("error: static_resources.listeners[{li}].filter_chains[0].filters[0].typed_config.access_log[{ai}]: {e}")
+                })?,
+                None => Format::envoy_default(),
+            };
+            let index = match paths.iter().position(|p| p == &log.path) {
+                Some(i) => i,
+                None => {
+                    paths.push(log.path.clone());
+                    paths.len() - 1
+                }
+            };
+            list.push((index, format));
+        }
+        access_logs.push(list);
+    }
+    let sink = if paths.is_empty() {
+        None
+    } else {
+        Some(AccessLogSink::start(paths).map_err(|e| format!("access log: {e}"))?)
+    };
+
+    // Membership: literal endpoints now, DNS names resolved before serving.
+    let hub = MembershipHub::new(&bootstrap, stats.clone(), workers);
+    crate::control::resolve_dns_clusters(&bootstrap, &hub)?;
+
+    // Bind everything before starting any thread that serves.
+    let mut bound = Vec::new();
+    for l in &bootstrap.listeners {
+        let b = BoundListener::bind(&l.name, l.address, l.backlog, workers)
+            .map_err(|e| format!("listener '{}': cannot bind {}: {e}", l.name, l.address))?;
+        bound.push(b);
+    }
+
+    let lifecycle = Lifecycle::new(std::thread::current());
+    let draining = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(ServerState {
+        info: ServerInfo {
+            version: VERSION,
+            concurrency: workers,
+            io_driver: plan.driver.name(),
+            command_line: std::env::args().collect(),
+            options: cli.options(),
+        },
+        config: bootstrap.clone(),
+        raw_config: loaded.raw,
+        stats: stats.clone(),
+        lifecycle,
+        membership: hub.clone(),
+    });
+    if let Some(admin) = &bootstrap.admin {
+        let (addr, _thread) = crate::admin::spawn(admin.address, state.clone())
+            .map_err(|e| format!("admin: cannot bind {}: {e}", admin.address))?;
+        info!("admin listening on {addr}");
+    }
+    crate::control::spawn(bootstrap.clone(), hub.clone());
+    install_signal_handlers(state.clone())?;
+
+    let shared = Arc::new(Shared {
+        config: bootstrap.clone(),
+        stats: stats.clone(),
+        routers: bootstrap
+            .listeners
+            .iter()
+            .map(|l| Router::new(l.hcm.route_config.clone()))
+            .collect(),
+        access_logs,
+        draining: draining.clone(),
+        tuning: Tuning {
+            read_buffer_bytes: cli.read_buffer_bytes.max(1024),
+            body_chunk_bytes: cli.body_chunk_bytes.max(1024),
+            retry_buffer_bytes: cli.retry_buffer_bytes,
+            max_idle_per_endpoint: cli.max_idle_per_endpoint,
+        },
+    });
+    let mut per_listener: Vec<Vec<std::net::TcpListener>> =
+        bound.iter_mut().map(BoundListener::take_sockets).collect();
+    let mut specs = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let listeners = per_listener
+            .iter_mut()
+            .map(|socks| socks.remove(0))
+            .collect();
+        specs.push(WorkerSpec {
+            index,
+            shared: shared.clone(),
+            listeners,
+            membership: hub.subscribe(),
+            histograms: stats
+                .histograms
+                .worker(bootstrap.clusters.len(), bootstrap.listeners.len()),
+            access_log: sink.as_ref().map(AccessLogSink::worker),
+        });
+    }
+    let handles = spawn_workers(&plan, specs).map_err(|e| format!("cannot start workers: {e}"))?;
+    for l in &bound {
+        info!("listener '{}' on {}", l.name, l.local_addr);
+    }
+    info!(
+        "ringway {VERSION} serving with {workers} worker(s) on {}",
+        plan.driver.name()
+    );
+
+    // Sleep until asked to stop.
+    while !state.lifecycle.shutdown_requested() {
+        std::thread::park_timeout(Duration::from_millis(500));
+    }
+
+    // Drain.
+    info!("draining (up to {} s)", cli.drain_time_s);
+    state.lifecycle.start_draining();
+    draining.store(true, std::sync::atomic::Ordering::Release);
+    for l in &bound {
+        l.stop_accepting();
+    }
+    let deadline = Instant::now() + Duration::from_secs(cli.drain_time_s);
+    for h in handles {
+        while !h.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if h.is_finished() {
+            let _ = h.join();
+        } else {
+            warn!("drain time expired with requests still in flight");
+            break;
+        }
+    }
+    if let Some(sink) = sink {
+        sink.shutdown();
+    }
+    info!("shut down");
+    Ok(())
+}
+
+fn install_signal_handlers(state: Arc<ServerState>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("ringway-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                info!("received signal {sig}");
+                state.lifecycle.request_shutdown();
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(())
+}

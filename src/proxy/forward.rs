@@ -1,0 +1,963 @@
+//! Forwarding one request to its cluster: pick, connect or reuse, send, relay, retry.
+//!
+//! The phases, in order (Pingora's shape, Envoy's semantics):
+//! 1. admission: the cluster's circuit breakers (this worker's share) and a non-empty member set;
+//! 2. request body plan: bodies up to the retry buffer are read first so the request can be
+//!    replayed; larger ones stream and can only be retried before their first byte is sent;
+//! 3. attempt: load-balance an endpoint, take a pooled connection or connect, write the head
+//!    (and buffered body), read the response head within the per-try and route deadlines;
+//! 4. retry decision: a failure on a *reused* connection before any response byte is the
+//!    keep-alive race, retried once on a fresh connection without counting as a retry; other
+//!    failures and 5xx answers are retried per the route's `retry_policy`;
+//! 5. relay: the response head is rewritten and the body streamed back in bounded chunks;
+//!    the upstream connection returns to the pool only if the exchange ended cleanly.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::config::{ClusterId, ForwardAction, HttpConnectionManager, RetryOn, RetryPolicy, Route};
+use crate::http1::body::ChunkedDecoder;
+use crate::http1::encode::{write_chunk, write_last_chunk};
+use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead, Version};
+use crate::proxy::flags::ResponseFlags;
+use crate::proxy::headers::{
+    write_downstream_response, write_upstream_request, DownstreamFraming, DownstreamResponse,
+    Mutations, UpstreamRequest,
+};
+use crate::proxy::http1_conn::{local_reply, Downstream, Request, RequestLog};
+use crate::proxy::io::{read_append_until, write_all, write_all_until, IoFail};
+use crate::proxy::worker::Worker;
+use crate::stats::histograms::HistogramId;
+use crate::stats::{ClusterStat, EndpointStat};
+use crate::upstream::pool::{ConnectError, UpstreamConn};
+
+/// How the request body travels.
+enum BodyPlan {
+    /// No body.
+    Empty,
+    /// Whole body in memory: `Length` bodies at the front of `rbuf`, chunked ones re-encoded in
+    /// `body`. Replayable.
+    BufferedLength(u64),
+    BufferedChunked,
+    /// Streams from the client while sending; not replayable after the first body byte.
+    StreamLength(u64),
+    StreamChunked,
+}
+
+/// Why an attempt failed before a usable response head.
+enum AttemptError {
+    /// Connection refused or connect timeout.
+    Connect,
+    /// Too many connections for this worker's share of `max_connections`.
+    Overflow,
+    /// Write failed or the upstream closed/reset before any response byte.
+    Reset { before_response: bool },
+    /// No response head within the per-try or route deadline.
+    Timeout { per_try: bool },
+    /// The upstream's response was not valid HTTP/1.1.
+    Protocol,
+    /// The client went away while we were reading its body.
+    Downstream,
+}
+
+/// Serves `req` by forwarding it to `action.cluster`. Writes the response (or a local reply)
+/// to the client and fills in `log`.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    w: &Rc<Worker>,
+    _listener: usize,
+    c: &mut Downstream,
+    hcm: &HttpConnectionManager,
+    req: &Request,
+    route: &Route,
+    action: &ForwardAction,
+    retry: Option<&RetryPolicy>,
+    mutations: &Mutations<'_>,
+    log: &mut RequestLog,
+) {
+    let cluster_id = action.cluster;
+    log.cluster = Some(cluster_id);
+    let shared = w.shared.clone();
+    let Some(cluster) = shared.config.clusters.get(cluster_id) else {
+        local_reply(c, req, log, 503, b"no cluster", hcm, true, &[]).await;
+        return;
+    };
+    let Some(cs) = shared.stats.clusters.get(cluster_id) else {
+        return;
+    };
+    let has_body = matches!(req.head.framing, BodyFraming::Chunked)
+        || matches!(req.head.framing, BodyFraming::Length(n) if n > 0);
+
+    // 1. admission
+    let local = &w.clusters[cluster_id];
+    if local.active_requests.get() >= w.share(cluster.circuit_breakers.max_requests) {
+        cs.inc(w.index, ClusterStat::UpstreamRqPendingOverflow);
+        log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+        local_reply(
+            c,
+            req,
+            log,
+            503,
+            b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            hcm,
+            has_body,
+            &[],
+        )
+        .await;
+        return;
+    }
+    let no_members = w
+        .membership
+        .borrow()
+        .current
+        .clusters
+        .get(cluster_id)
+        .is_none_or(|m| m.endpoints.is_empty());
+    if no_members {
+        cs.inc(w.index, ClusterStat::UpstreamCxNoneHealthy);
+        log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+        local_reply(c, req, log, 503, b"no healthy upstream", hcm, has_body, &[]).await;
+        return;
+    }
+    local.active_requests.set(local.active_requests.get() + 1);
+    cs.inc(w.index, ClusterStat::UpstreamRqActive);
+
+    // 2. body plan (100-continue first: the client waits for it before sending the body)
+    if req.head.expect_continue && has_body {
+        let mut out = std::mem::take(&mut c.out);
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let len = out.len();
+        let (res, out) = write_all(&mut c.stream, out, len).await;
+        c.out = out;
+        if res.is_err() {
+            c.close = true;
+            log.flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            finish_cluster_request(w, cluster_id);
+            return;
+        }
+    }
+    let plan = match plan_body(w, c, req, log).await {
+        Ok(p) => p,
+        Err(status) => {
+            c.close = true;
+            if status != 0 {
+                local_reply(c, req, log, status, b"", hcm, true, &[]).await;
+            } else {
+                log.flags
+                    .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            }
+            finish_cluster_request(w, cluster_id);
+            return;
+        }
+    };
+
+    // The path and request id are the same for every attempt.
+    c.scratch.clear();
+    let path = req.path.get(&c.head);
+    if !crate::proxy::router::apply_prefix_rewrite(route, path, &mut c.scratch) {
+        c.scratch.extend_from_slice(path);
+    }
+    let path_len = c.scratch.len();
+    let has_request_id = c
+        .headers
+        .iter()
+        .any(|h| h.name.get(&c.head).eq_ignore_ascii_case(b"x-request-id"));
+    if hcm.generate_request_id && !has_request_id {
+        w.rng.borrow_mut().write_uuid_v4(&mut c.scratch);
+    }
+
+    // 3-4. attempts
+    let deadline = action.timeout.map(|t| log.start + t);
+    let policy = retry;
+    let mut retries_left = policy.map_or(0, |p| p.num_retries);
+    let mut reuse_retry_used = false;
+    let mut sent_body_bytes = false;
+    let outcome = loop {
+        let attempt_start = Instant::now();
+        let per_try = policy
+            .and_then(|p| p.per_try_timeout)
+            .map(|t| attempt_start + t);
+        let try_deadline = match (deadline, per_try) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut conn = match obtain_connection(w, cluster_id, cluster.connect_timeout).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                let retry_on = matches!(e, AttemptError::Connect)
+                    && can_retry(policy, RetryOn::CONNECT_FAILURE);
+                if retry_on
+                    && retries_left > 0
+                    && take_retry(w, cluster_id, cluster.circuit_breakers.max_retries)
+                {
+                    retries_left -= 1;
+                    continue;
+                }
+                break Err(e);
+            }
+        };
+        log.upstream_host = Some(conn.endpoint.addr);
+        cs.inc(w.index, ClusterStat::UpstreamRqTotal);
+        conn.endpoint.stats.inc(w.index, EndpointStat::RqTotal);
+        conn.requests += 1;
+
+        let host_rewrite = action.host_rewrite_literal.as_deref().map(str::as_bytes);
+        let result = attempt(
+            w,
+            c,
+            hcm,
+            req,
+            &mut conn,
+            &plan,
+            path_len,
+            host_rewrite,
+            try_deadline,
+            &mut sent_body_bytes,
+            mutations,
+        )
+        .await;
+        let replayable = !sent_body_bytes
+            || matches!(
+                plan,
+                BodyPlan::Empty | BodyPlan::BufferedLength(_) | BodyPlan::BufferedChunked
+            );
+        match result {
+            Ok(head) => {
+                let sent_at = attempt_start;
+                let is_5xx = head.status >= 500;
+                let gateway = matches!(head.status, 502..=504);
+                let retry_status = (is_5xx && can_retry(policy, RetryOn::FIVE_XX))
+                    || (gateway && can_retry(policy, RetryOn::GATEWAY_ERROR));
+                cs.codes.inc(w.index, head.status);
+                if retry_status
+                    && retries_left > 0
+                    && replayable
+                    && take_retry(w, cluster_id, cluster.circuit_breakers.max_retries)
+                {
+                    retries_left -= 1;
+                    conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
+                    let mut pool = w.pool.borrow_mut();
+                    pool.discard(conn, ClusterStat::UpstreamCxDestroyLocal);
+                    continue;
+                }
+                if is_5xx {
+                    conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
+                } else {
+                    conn.endpoint.stats.inc(w.index, EndpointStat::RqSuccess);
+                }
+                break Ok((conn, head, sent_at));
+            }
+            Err(e) => {
+                conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
+                let stale = conn.reused
+                    && matches!(
+                        e,
+                        AttemptError::Reset {
+                            before_response: true
+                        }
+                    );
+                w.pool
+                    .borrow_mut()
+                    .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
+                if matches!(e, AttemptError::Downstream) {
+                    break Err(e);
+                }
+                if stale && !reuse_retry_used && replayable {
+                    // The keep-alive race: the upstream closed an idle connection as we reused it.
+                    reuse_retry_used = true;
+                    cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
+                    continue;
+                }
+                let retry_on = match e {
+                    AttemptError::Reset { .. } => {
+                        can_retry(policy, RetryOn::RESET) || can_retry(policy, RetryOn::FIVE_XX)
+                    }
+                    AttemptError::Timeout { per_try: true } => {
+                        can_retry(policy, RetryOn::FIVE_XX)
+                            || can_retry(policy, RetryOn::GATEWAY_ERROR)
+                            || can_retry(policy, RetryOn::RESET)
+                    }
+                    AttemptError::Protocol => can_retry(policy, RetryOn::FIVE_XX),
+                    _ => false,
+                };
+                if matches!(e, AttemptError::Timeout { per_try: true }) {
+                    cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
+                }
+                let global_expired = deadline.is_some_and(|d| d <= Instant::now());
+                if retry_on
+                    && !global_expired
+                    && retries_left > 0
+                    && replayable
+                    && take_retry(w, cluster_id, cluster.circuit_breakers.max_retries)
+                {
+                    retries_left -= 1;
+                    continue;
+                }
+                break Err(e);
+            }
+        }
+    };
+
+    match outcome {
+        Ok((conn, head, sent_at)) => {
+            let service_time = sent_at.elapsed();
+            log.upstream_service_time = Some(service_time);
+            w.histograms.borrow_mut().record(
+                HistogramId::UpstreamRqTime(cluster_id),
+                service_time.as_micros() as u64,
+            );
+            relay_response(w, c, hcm, req, conn, head, deadline, mutations, log).await;
+        }
+        Err(e) => {
+            let (status, flag, body): (u16, ResponseFlags, &[u8]) = match e {
+                AttemptError::Connect => (
+                    503,
+                    ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+                    b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                ),
+                AttemptError::Overflow => {
+                    cs.inc(w.index, ClusterStat::UpstreamCxOverflow);
+                    (
+                        503,
+                        ResponseFlags::UPSTREAM_OVERFLOW,
+                        b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
+                    )
+                }
+                AttemptError::Reset { .. } => {
+                    cs.inc(w.index, ClusterStat::UpstreamRqRxReset);
+                    (
+                        502,
+                        ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                        b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                    )
+                }
+                AttemptError::Timeout { .. } => {
+                    cs.inc(w.index, ClusterStat::UpstreamRqTimeout);
+                    (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout")
+                }
+                AttemptError::Protocol => {
+                    cs.inc(w.index, ClusterStat::UpstreamCxProtocolError);
+                    (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
+                }
+                AttemptError::Downstream => {
+                    c.close = true;
+                    log.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                    finish_cluster_request(w, cluster_id);
+                    return;
+                }
+            };
+            log.flags.insert(flag);
+            if retry.is_some() && policy.is_some_and(|p| p.num_retries > 0) && retries_left == 0 {
+                log.flags
+                    .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            }
+            // A streamed body that was not fully read leaves the connection unusable.
+            let unread = matches!(plan, BodyPlan::StreamLength(_) | BodyPlan::StreamChunked);
+            local_reply(c, req, log, status, body, hcm, unread, &[]).await;
+        }
+    }
+    finish_cluster_request(w, cluster_id);
+}
+
+fn finish_cluster_request(w: &Worker, cluster: ClusterId) {
+    let local = &w.clusters[cluster];
+    local
+        .active_requests
+        .set(local.active_requests.get().saturating_sub(1));
+    if let Some(cs) = w.stats().clusters.get(cluster) {
+        cs.dec(w.index, ClusterStat::UpstreamRqActive);
+    }
+}
+
+fn can_retry(policy: Option<&RetryPolicy>, on: RetryOn) -> bool {
+    policy.is_some_and(|p| p.retry_on.contains(on))
+}
+
+/// Counts a retry against the cluster's `max_retries` (this worker's share); false on overflow.
+fn take_retry(w: &Worker, cluster: ClusterId, max_retries: u32) -> bool {
+    let cs = w.stats().clusters.get(cluster);
+    let local = &w.clusters[cluster];
+    if local.active_retries.get() >= w.share(max_retries) {
+        if let Some(cs) = cs {
+            cs.inc(w.index, ClusterStat::UpstreamRqRetryOverflow);
+        }
+        return false;
+    }
+    if let Some(cs) = cs {
+        cs.inc(w.index, ClusterStat::UpstreamRqRetry);
+    }
+    // Retries are sequential within a request, so "active" lasts only while this request runs;
+    // the count is released when the request finishes (see `release_retries`).
+    local.active_retries.set(local.active_retries.get() + 1);
+    release_retries_later(w, cluster);
+    true
+}
+
+/// The retry budget models retries outstanding at once; ours run back to back inside one
+/// request, so each one is released as soon as it has been started.
+fn release_retries_later(w: &Worker, cluster: ClusterId) {
+    let local = &w.clusters[cluster];
+    local
+        .active_retries
+        .set(local.active_retries.get().saturating_sub(1));
+}
+
+/// Picks an endpoint and returns a pooled connection to it, or a new one.
+async fn obtain_connection(
+    w: &Rc<Worker>,
+    cluster_id: ClusterId,
+    connect_timeout: Duration,
+) -> Result<UpstreamConn, AttemptError> {
+    let endpoint = {
+        let membership = w.membership.borrow();
+        let members = membership
+            .current
+            .clusters
+            .get(cluster_id)
+            .ok_or(AttemptError::Connect)?;
+        let n = members.endpoints.len();
+        let idx = w.lbs.borrow_mut()[cluster_id]
+            .pick(
+                n,
+                |_| true,
+                |i| {
+                    members.endpoints[i]
+                        .stats
+                        .counters
+                        .slot_value(w.index, EndpointStat::RqActive as usize)
+                        as u32
+                },
+            )
+            .ok_or(AttemptError::Connect)?;
+        members.endpoints[idx].clone()
+    };
+    let now = Instant::now();
+    if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &endpoint.addr, now) {
+        if let Some(cs) = w.stats().clusters.get(cluster_id) {
+            cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
+        }
+        return Ok(conn);
+    }
+    let max_cx = w
+        .shared
+        .config
+        .clusters
+        .get(cluster_id)
+        .map_or(u32::MAX, |c| w.share(c.circuit_breakers.max_connections));
+    if w.pool.borrow().open_connections(cluster_id) >= max_cx {
+        return Err(AttemptError::Overflow);
+    }
+    // The pool is not borrowed across the connect: other connections on this worker use it.
+    let conn = crate::upstream::pool::connect(
+        w.index,
+        &w.shared.stats,
+        cluster_id,
+        &endpoint,
+        connect_timeout,
+    )
+    .await
+    .map_err(|_: ConnectError| AttemptError::Connect)?;
+    w.pool.borrow_mut().opened(cluster_id);
+    Ok(conn)
+}
+
+/// Decides how the body travels and, for small bodies, reads all of it now.
+/// `Err(status)`: answer `status` (0 = the client went away) and close.
+async fn plan_body(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    req: &Request,
+    log: &mut RequestLog,
+) -> Result<BodyPlan, u16> {
+    let limit = w.shared.tuning.retry_buffer_bytes;
+    match req.head.framing {
+        BodyFraming::None | BodyFraming::UntilClose => Ok(BodyPlan::Empty),
+        BodyFraming::Length(0) => Ok(BodyPlan::BufferedLength(0)),
+        BodyFraming::Length(n) if n as usize <= limit => {
+            while (c.rbuf.len() as u64) < n {
+                let want = (n as usize - c.rbuf.len()).max(1);
+                let buf = std::mem::take(&mut c.rbuf);
+                let until = body_deadline(w);
+                let (res, buf) = read_append_until(&mut c.stream, buf, want, until).await;
+                c.rbuf = buf;
+                if res.is_err() {
+                    return Err(0);
+                }
+            }
+            log.bytes_received = n;
+            Ok(BodyPlan::BufferedLength(n))
+        }
+        BodyFraming::Length(n) => Ok(BodyPlan::StreamLength(n)),
+        BodyFraming::Chunked => {
+            // Decode what has already arrived; if the whole body is there and small, keep it.
+            c.body.clear();
+            let mut dec = ChunkedDecoder::new();
+            let consumed = dec.feed(&c.rbuf, &mut c.body, true).map_err(|_| 400u16)?;
+            if dec.is_done() && c.body.len() <= limit {
+                c.rbuf.drain(..consumed);
+                log.bytes_received = c.body.len() as u64;
+                Ok(BodyPlan::BufferedChunked)
+            } else {
+                c.body.clear();
+                Ok(BodyPlan::StreamChunked)
+            }
+        }
+    }
+}
+
+fn body_deadline(w: &Worker) -> Option<Instant> {
+    let idle = w
+        .shared
+        .config
+        .listeners
+        .first()
+        .map_or(Duration::from_secs(300), |l| l.hcm.stream_idle_timeout);
+    (!idle.is_zero()).then(|| Instant::now() + idle)
+}
+
+/// One try: send the request on `conn`, read the response head.
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    hcm: &HttpConnectionManager,
+    req: &Request,
+    conn: &mut UpstreamConn,
+    plan: &BodyPlan,
+    path_len: usize,
+    host_rewrite: Option<&[u8]>,
+    deadline: Option<Instant>,
+    sent_body_bytes: &mut bool,
+    mutations: &Mutations<'_>,
+) -> Result<ResponseHead, AttemptError> {
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    let authority = req.authority.get(&c.head);
+    let (path, request_id) = c.scratch.split_at(path_len.min(c.scratch.len()));
+    let framing = match plan {
+        BodyPlan::Empty => None,
+        BodyPlan::BufferedLength(n) | BodyPlan::StreamLength(n) => Some(Some(*n)),
+        BodyPlan::BufferedChunked | BodyPlan::StreamChunked => Some(None),
+    };
+    let upstream_req = UpstreamRequest {
+        method: req.head.method_span.get(&c.head),
+        path,
+        host: host_rewrite.unwrap_or(authority),
+        peer_ip: &c.peer_ip,
+        request_id,
+        body: framing,
+        use_remote_address: hcm.use_remote_address,
+    };
+    write_upstream_request(&mut out, &upstream_req, &c.head, &c.headers, mutations);
+    // Buffered bodies go in the same write as the head.
+    match plan {
+        BodyPlan::BufferedLength(n) => {
+            out.extend_from_slice(&c.rbuf[..(*n as usize).min(c.rbuf.len())])
+        }
+        BodyPlan::BufferedChunked => out.extend_from_slice(&c.body),
+        _ => {}
+    }
+    let tx = out.len() as u64;
+    let (res, out) = write_all_until(&mut conn.stream, out, deadline).await;
+    c.out = out;
+    match res {
+        Ok(()) => {}
+        Err(IoFail::TimedOut) => return Err(AttemptError::Timeout { per_try: true }),
+        Err(_) => {
+            return Err(AttemptError::Reset {
+                before_response: true,
+            })
+        }
+    }
+    if let Some(cs) = w.stats().clusters.get(conn.cluster) {
+        cs.add(w.index, ClusterStat::UpstreamCxTxBytesTotal, tx);
+    }
+    // Streamed bodies follow.
+    match plan {
+        BodyPlan::StreamLength(n) => stream_length_body(w, c, conn, *n, sent_body_bytes).await?,
+        BodyPlan::StreamChunked => stream_chunked_body(w, c, conn, sent_body_bytes).await?,
+        _ => {}
+    }
+    read_response_head(w, c, req, conn, deadline).await
+}
+
+async fn stream_length_body(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    conn: &mut UpstreamConn,
+    n: u64,
+    sent: &mut bool,
+) -> Result<(), AttemptError> {
+    let chunk = w.shared.tuning.body_chunk_bytes;
+    let mut remaining = n;
+    loop {
+        let take = (remaining as usize).min(c.rbuf.len());
+        if take > 0 {
+            *sent = true;
+            let buf = std::mem::take(&mut c.rbuf);
+            let (res, mut buf) = write_all(&mut conn.stream, buf, take).await;
+            buf.drain(..take);
+            c.rbuf = buf;
+            res.map_err(|_| AttemptError::Reset {
+                before_response: false,
+            })?;
+            remaining -= take as u64;
+        }
+        if remaining == 0 {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut c.rbuf);
+        let want = (remaining as usize).min(chunk);
+        let (res, buf) = read_append_until(&mut c.stream, buf, want, body_deadline(w)).await;
+        c.rbuf = buf;
+        res.map_err(|_| AttemptError::Downstream)?;
+    }
+}
+
+async fn stream_chunked_body(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    conn: &mut UpstreamConn,
+    sent: &mut bool,
+) -> Result<(), AttemptError> {
+    let chunk = w.shared.tuning.body_chunk_bytes;
+    let mut dec = ChunkedDecoder::new();
+    let mut out = std::mem::take(&mut c.body);
+    loop {
+        out.clear();
+        let consumed = match dec.feed(&c.rbuf, &mut out, true) {
+            Ok(n) => n,
+            Err(_) => {
+                c.body = out;
+                c.close = true;
+                return Err(AttemptError::Downstream);
+            }
+        };
+        c.rbuf.drain(..consumed);
+        if !out.is_empty() {
+            *sent = true;
+            let len = out.len();
+            let (res, o) = write_all(&mut conn.stream, out, len).await;
+            out = o;
+            if res.is_err() {
+                c.body = out;
+                return Err(AttemptError::Reset {
+                    before_response: false,
+                });
+            }
+        }
+        if dec.is_done() {
+            c.body = out;
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut c.rbuf);
+        let (res, buf) = read_append_until(&mut c.stream, buf, chunk, body_deadline(w)).await;
+        c.rbuf = buf;
+        if res.is_err() {
+            c.body = out;
+            return Err(AttemptError::Downstream);
+        }
+    }
+}
+
+async fn read_response_head(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    req: &Request,
+    conn: &mut UpstreamConn,
+    deadline: Option<Instant>,
+) -> Result<ResponseHead, AttemptError> {
+    let limits = Limits {
+        max_head_bytes: 60 * 1024,
+        max_headers: 100,
+        max_request_line: 8 * 1024,
+    };
+    c.ubuf.clear();
+    loop {
+        let mut headers = std::mem::take(&mut c.uheaders);
+        let parsed = parse_response(&c.ubuf, &mut headers, req.head.method, &limits);
+        c.uheaders = headers;
+        match parsed {
+            Ok(Some(head)) if (100..200).contains(&head.status) && head.status != 101 => {
+                // Interim responses (100 Continue and friends) are ours to absorb: we already
+                // answered the client's Expect ourselves.
+                c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
+                continue;
+            }
+            Ok(Some(head)) if head.status == 101 => return Err(AttemptError::Protocol),
+            Ok(Some(head)) => return Ok(head),
+            Ok(None) => {}
+            Err(_) => return Err(AttemptError::Protocol),
+        }
+        let buf = std::mem::take(&mut c.ubuf);
+        let (res, buf) = read_append_until(
+            &mut conn.stream,
+            buf,
+            w.shared.tuning.read_buffer_bytes,
+            deadline,
+        )
+        .await;
+        c.ubuf = buf;
+        match res {
+            Ok(n) => {
+                if let Some(cs) = w.stats().clusters.get(conn.cluster) {
+                    cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, n as u64);
+                }
+            }
+            Err(IoFail::TimedOut) => {
+                let per_try = deadline.is_some();
+                return Err(AttemptError::Timeout { per_try });
+            }
+            Err(_) => {
+                return Err(AttemptError::Reset {
+                    before_response: c.ubuf.is_empty(),
+                })
+            }
+        }
+    }
+}
+
+/// Writes the response head and streams the body to the client; pools `conn` when clean.
+#[allow(clippy::too_many_arguments)]
+async fn relay_response(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    hcm: &HttpConnectionManager,
+    req: &Request,
+    mut conn: UpstreamConn,
+    head: ResponseHead,
+    deadline: Option<Instant>,
+    mutations: &Mutations<'_>,
+    log: &mut RequestLog,
+) {
+    let client_10 = req.head.version == Version::Http10;
+    let is_head = req.head.method == Method::Head;
+    let body_framing = if is_head || matches!(head.status, 204 | 304) || head.status < 200 {
+        BodyFraming::None
+    } else {
+        head.framing
+    };
+    let downstream = match body_framing {
+        BodyFraming::None => DownstreamFraming::None,
+        BodyFraming::Length(n) => DownstreamFraming::Length(n),
+        BodyFraming::Chunked | BodyFraming::UntilClose if !client_10 => DownstreamFraming::Chunked,
+        BodyFraming::Chunked | BodyFraming::UntilClose => DownstreamFraming::UntilClose,
+    };
+    if downstream == DownstreamFraming::UntilClose || w.draining() {
+        c.close = true;
+    }
+    let head_content_length = if is_head {
+        content_length(&c.ubuf, &c.uheaders)
+    } else {
+        None
+    };
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    let service_ms = log.upstream_service_time.map(|d| d.as_millis() as u64);
+    write_downstream_response(
+        &mut out,
+        &DownstreamResponse {
+            version: req.head.version,
+            status: head.status,
+            framing: downstream,
+            head_content_length,
+            server_name: hcm.server_name.as_bytes(),
+            upstream_service_time_ms: service_ms,
+            close: c.close,
+            keep_alive_10: client_10 && !c.close,
+        },
+        &c.ubuf,
+        &c.uheaders,
+        mutations,
+    );
+    log.status = head.status;
+    if !w.shared.access_logs.iter().all(|l| l.is_empty()) {
+        // Keep the response head for %RESP(X)%: re-parse spans into the log's own copy.
+        log.response_head.clear();
+        log.response_head
+            .extend_from_slice(&c.ubuf[..head.head_len.min(c.ubuf.len())]);
+        log.response_headers.clear();
+        log.response_headers.extend_from_slice(&c.uheaders);
+    }
+    c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
+
+    let end = relay_body(w, c, &mut conn, body_framing, downstream, out, deadline).await;
+    log.bytes_sent = end.sent;
+    if !end.client_ok {
+        c.close = true;
+    }
+    if !end.upstream_clean {
+        if end.client_ok {
+            // Close-delimited response: complete, but the connection is spent.
+            w.pool
+                .borrow_mut()
+                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
+        } else {
+            log.flags.insert(ResponseFlags::UPSTREAM_REMOTE_RESET);
+            w.pool
+                .borrow_mut()
+                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
+        }
+        return;
+    }
+    let cluster = w.shared.config.clusters.get(conn.cluster);
+    let max_rq = cluster.and_then(|c| c.max_requests_per_connection);
+    let reusable = head.keep_alive && c.ubuf.is_empty() && max_rq.is_none_or(|m| conn.requests < m);
+    if reusable {
+        let mut idle = cluster.map_or(Duration::from_secs(3600), |c| c.idle_timeout);
+        if let Some(secs) = head.keep_alive_timeout {
+            // Leave a margin so we never send on a connection the upstream is about to close.
+            let theirs = Duration::from_millis(u64::from(secs) * 1000)
+                .saturating_sub(Duration::from_millis(500));
+            idle = idle.min(theirs);
+        }
+        w.pool.borrow_mut().put(conn, idle, Instant::now());
+    } else {
+        w.pool
+            .borrow_mut()
+            .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
+    }
+}
+
+/// How relaying a response body ended.
+struct RelayEnd {
+    /// The client got the whole response and the connection to it may continue.
+    client_ok: bool,
+    /// The upstream connection ended at a message boundary and may be pooled.
+    upstream_clean: bool,
+    /// Body bytes written to the client (after re-framing).
+    sent: u64,
+}
+
+/// Streams the response body, `out` already holding the response head.
+async fn relay_body(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    conn: &mut UpstreamConn,
+    framing: BodyFraming,
+    downstream: DownstreamFraming,
+    mut out: Vec<u8>,
+    deadline: Option<Instant>,
+) -> RelayEnd {
+    let chunk = w.shared.tuning.body_chunk_bytes;
+    let mut end = RelayEnd {
+        client_ok: true,
+        upstream_clean: false,
+        sent: 0,
+    };
+    let mut dec = ChunkedDecoder::new();
+    let mut remaining = match framing {
+        BodyFraming::Length(n) => n,
+        _ => 0,
+    };
+    let mut head_len = out.len();
+    loop {
+        // Move what the upstream sent into `out`, framed for the client.
+        let finished = match framing {
+            BodyFraming::None => true,
+            BodyFraming::Length(_) => {
+                let take = usize::try_from(remaining)
+                    .unwrap_or(usize::MAX)
+                    .min(c.ubuf.len());
+                out.extend_from_slice(&c.ubuf[..take]);
+                c.ubuf.drain(..take);
+                remaining -= take as u64;
+                remaining == 0
+            }
+            BodyFraming::Chunked => {
+                let reencode = downstream == DownstreamFraming::Chunked;
+                match dec.feed(&c.ubuf, &mut out, reencode) {
+                    Ok(n) => {
+                        c.ubuf.drain(..n);
+                        dec.is_done()
+                    }
+                    Err(_) => {
+                        // Bad framing from the upstream: the client gets what was valid, then
+                        // a closed connection (its response is incomplete).
+                        end.client_ok = false;
+                        c.close = true;
+                        c.out = out;
+                        return end;
+                    }
+                }
+            }
+            BodyFraming::UntilClose => {
+                if !c.ubuf.is_empty() {
+                    if downstream == DownstreamFraming::Chunked {
+                        write_chunk(&mut out, &c.ubuf);
+                    } else {
+                        out.extend_from_slice(&c.ubuf);
+                    }
+                    c.ubuf.clear();
+                }
+                false
+            }
+        };
+        end.sent += (out.len() - head_len) as u64;
+        head_len = 0;
+        if !out.is_empty() {
+            let ok;
+            (ok, out) = flush_keep(c, out).await;
+            if !ok {
+                end.client_ok = false;
+                c.out = out;
+                return end;
+            }
+        }
+        if finished {
+            end.upstream_clean = true;
+            c.out = out;
+            return end;
+        }
+        let buf = std::mem::take(&mut c.ubuf);
+        let until = match (deadline, body_deadline(w)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let (res, buf) = read_append_until(&mut conn.stream, buf, chunk, until).await;
+        c.ubuf = buf;
+        match res {
+            Ok(n) => {
+                if let Some(cs) = w.stats().clusters.get(conn.cluster) {
+                    cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, n as u64);
+                }
+            }
+            Err(IoFail::Eof) if framing == BodyFraming::UntilClose => {
+                // Close-delimited body complete; the upstream connection is finished.
+                if downstream == DownstreamFraming::Chunked {
+                    write_last_chunk(&mut out);
+                    let (ok, o) = flush_keep(c, out).await;
+                    out = o;
+                    end.client_ok = ok;
+                }
+                c.out = out;
+                return end;
+            }
+            Err(_) => {
+                end.client_ok = false;
+                c.close = true;
+                c.out = out;
+                return end;
+            }
+        }
+    }
+}
+
+async fn flush_keep(c: &mut Downstream, out: Vec<u8>) -> (bool, Vec<u8>) {
+    let len = out.len();
+    let (res, mut out) = write_all(&mut c.stream, out, len).await;
+    out.clear();
+    if res.is_err() {
+        c.close = true;
+    }
+    (res.is_ok(), out)
+}
+
+fn content_length(buf: &[u8], headers: &[crate::http1::HeaderSpan]) -> Option<u64> {
+    let h = headers
+        .iter()
+        .find(|h| h.name.get(buf).eq_ignore_ascii_case(b"content-length"))?;
+    std::str::from_utf8(h.value.get(buf)).ok()?.parse().ok()
+}

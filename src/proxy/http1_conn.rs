@@ -1,0 +1,513 @@
+//! One downstream HTTP/1.1 connection, from the first byte to close.
+//!
+//! The loop is: read a complete head (bounded by the header limits and the headers timeout),
+//! parse it strictly, route it, then either answer locally or hand it to `forward`. Requests are
+//! served strictly one after another, which is what makes pipelining safe: bytes of the next
+//! request simply wait in the read buffer until this one's response is written. Any local reply
+//! sent while the request body is still unread closes the connection, so an unread body can
+//! never be parsed as the next request (the `Expect: 100-continue` and early-error cases).
+//!
+//! Buffers (`rbuf`, `head`, `out`, header spans) belong to the connection and are reused for
+//! every request on it: no per-request allocation once they have grown to the traffic's size.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use monoio::net::TcpStream;
+
+use crate::access_log::LogContext;
+use crate::config::{HttpConnectionManager, RouteAction};
+use crate::http1::encode::{write_header, write_status_line};
+use crate::http1::parse::{parse_request, BodyFraming, Limits, Method, RequestHead, Version};
+use crate::http1::{HeadView, HeaderLookup, HeaderSpan, Span};
+use crate::proxy::flags::ResponseFlags;
+use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
+use crate::proxy::io::{read_append_until, write_all, IoFail};
+use crate::proxy::worker::Worker;
+use crate::stats::histograms::HistogramId;
+use crate::stats::HttpStat;
+
+/// The downstream connection and its reusable buffers.
+pub struct Downstream {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    /// Unconsumed bytes from the client, starting at index 0.
+    pub rbuf: Vec<u8>,
+    /// The current request's head, moved out of `rbuf` so the body can stream behind it.
+    pub head: Vec<u8>,
+    pub headers: Vec<HeaderSpan>,
+    /// Outgoing bytes to the client.
+    pub out: Vec<u8>,
+    /// Peer IP as text, written once per connection.
+    pub peer_ip: Vec<u8>,
+    /// Set when the connection must close after the current response.
+    pub close: bool,
+    /// Bytes read from the upstream for the current exchange.
+    pub ubuf: Vec<u8>,
+    pub uheaders: Vec<HeaderSpan>,
+    /// Request body kept for retries (re-encoded when chunked).
+    pub body: Vec<u8>,
+    /// Small scratch space (rewritten path, request id).
+    pub scratch: Vec<u8>,
+}
+
+/// What one request's access-log line and stats need, filled in as the request goes.
+pub struct RequestLog {
+    pub start: Instant,
+    pub start_time: SystemTime,
+    pub status: u16,
+    pub flags: ResponseFlags,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub upstream_host: Option<SocketAddr>,
+    pub cluster: Option<usize>,
+    pub upstream_service_time: Option<Duration>,
+    pub route_name: String,
+    /// Response head as sent (for %RESP(X)%), offsets into `response_head`.
+    pub response_head: Vec<u8>,
+    pub response_headers: Vec<HeaderSpan>,
+}
+
+/// The parsed request, with the request-line parts the rest of the path needs.
+pub struct Request {
+    pub head: RequestHead,
+    pub authority: Span,
+    pub path: Span,
+}
+
+impl Request {
+    pub fn view<'a>(&self, head: &'a [u8], headers: &'a [HeaderSpan]) -> HeadView<'a> {
+        HeadView {
+            buf: head,
+            headers,
+            method: self.head.method_span.get(head),
+            path: self.path.get(head),
+            authority: Some(self.authority.get(head)).filter(|a| !a.is_empty()),
+            scheme: b"http",
+        }
+    }
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(w: &Rc<Worker>, listener: usize, stream: TcpStream, peer: SocketAddr) {
+    let local = stream.local_addr().unwrap_or(peer);
+    let tuning = w.shared.tuning;
+    let mut c = Downstream {
+        stream,
+        peer,
+        local,
+        rbuf: Vec::with_capacity(tuning.read_buffer_bytes),
+        head: Vec::with_capacity(1024),
+        headers: Vec::with_capacity(32),
+        out: Vec::with_capacity(4096),
+        peer_ip: peer.ip().to_string().into_bytes(),
+        close: false,
+        ubuf: Vec::with_capacity(tuning.read_buffer_bytes),
+        uheaders: Vec::with_capacity(32),
+        body: Vec::new(),
+        scratch: Vec::with_capacity(256),
+    };
+    let cfg = w.shared.config.clone();
+    let Some(listener_cfg) = cfg.listeners.get(listener) else {
+        return;
+    };
+    let hcm = &listener_cfg.hcm;
+    let limits = Limits {
+        max_head_bytes: hcm.max_request_headers_kb as usize * 1024,
+        max_headers: hcm.max_headers_count as usize,
+        max_request_line: 8 * 1024,
+    };
+    while !c.close {
+        if w.draining() && c.rbuf.is_empty() {
+            break;
+        }
+        let req = match read_request(w, listener, &mut c, hcm, &limits).await {
+            Some(r) => r,
+            None => break,
+        };
+        handle_request(w, listener, &mut c, hcm, req).await;
+    }
+}
+
+/// Reads and parses the next request head. `None`: the connection is done (closed, timed out,
+/// or answered with an error).
+async fn read_request(
+    w: &Rc<Worker>,
+    listener: usize,
+    c: &mut Downstream,
+    hcm: &HttpConnectionManager,
+    limits: &Limits,
+) -> Option<Request> {
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let mut headers = std::mem::take(&mut c.headers);
+        let parsed = parse_request(&c.rbuf, &mut headers, limits);
+        c.headers = headers;
+        match parsed {
+            Ok(Some(head)) => {
+                c.head.clear();
+                c.head
+                    .extend_from_slice(c.rbuf.get(..head.head_len).unwrap_or(&[]));
+                c.rbuf.drain(..head.head_len.min(c.rbuf.len()));
+                return split_target(head, &c.head).or_else(|| {
+                    c.close = true;
+                    None
+                });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let stats = w.stats();
+                if let Some(hs) = stats.http.get(listener) {
+                    hs.inc(w.index, HttpStat::DownstreamCxProtocolError);
+                    hs.codes.inc(w.index, e.status());
+                }
+                let body: &[u8] = match e {
+                    crate::http1::parse::RequestError::BadRequest(why) => why.as_bytes(),
+                    crate::http1::parse::RequestError::NotImplemented(why) => why.as_bytes(),
+                    _ => b"",
+                };
+                send_error_and_close(c, e.status(), body, hcm).await;
+                return None;
+            }
+        }
+        // Need more bytes. An idle connection waits up to the idle timeout; once a request has
+        // begun, the whole head must arrive within request_headers_timeout.
+        let now = Instant::now();
+        let wait_until = if c.rbuf.is_empty() && deadline.is_none() {
+            (!hcm.idle_timeout.is_zero()).then(|| now + hcm.idle_timeout)
+        } else {
+            Some(*deadline.get_or_insert(now + hcm.request_headers_timeout))
+        };
+        let buf = std::mem::take(&mut c.rbuf);
+        let room = w.shared.tuning.read_buffer_bytes;
+        let (res, buf) = read_append_until(&mut c.stream, buf, room, wait_until).await;
+        c.rbuf = buf;
+        match res {
+            Ok(n) => {
+                if deadline.is_none() {
+                    deadline = Some(Instant::now() + hcm.request_headers_timeout);
+                }
+                if let Some(hs) = w.stats().http.get(listener) {
+                    hs.add(w.index, HttpStat::DownstreamCxRxBytesTotal, n as u64);
+                }
+            }
+            Err(IoFail::TimedOut) => {
+                if !c.rbuf.is_empty() || deadline.is_some_and(|d| d <= Instant::now()) {
+                    if let Some(hs) = w.stats().http.get(listener) {
+                        hs.inc(w.index, HttpStat::DownstreamRqHeaderTimeout);
+                    }
+                    send_error_and_close(c, 408, b"", hcm).await;
+                }
+                return None;
+            }
+            Err(_) => {
+                if let Some(hs) = w.stats().http.get(listener) {
+                    hs.inc(w.index, HttpStat::DownstreamCxDestroyRemote);
+                }
+                return None;
+            }
+        }
+    }
+}
+
+/// Splits the request target into authority and path (origin-form, absolute-form or `*`).
+fn split_target(head: RequestHead, buf: &[u8]) -> Option<Request> {
+    let t = head.target;
+    let target = t.get(buf);
+    let host = head.host.unwrap_or_default();
+    if target.first() == Some(&b'/') || target == b"*" {
+        return Some(Request {
+            head,
+            authority: host,
+            path: t,
+        });
+    }
+    // absolute-form: scheme "://" authority [path]
+    let sep = target.windows(3).position(|w| w == b"://")?;
+    let auth_start = sep + 3;
+    let rest = &target[auth_start..];
+    let auth_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = Span {
+        start: t.start + auth_start as u32,
+        end: t.start + (auth_start + auth_len) as u32,
+    };
+    let path = Span {
+        start: authority.end,
+        end: t.end,
+    };
+    Some(Request {
+        head,
+        authority,
+        path,
+    })
+}
+
+/// Writes a local reply and marks the connection for close.
+async fn send_error_and_close(
+    c: &mut Downstream,
+    status: u16,
+    body: &[u8],
+    hcm: &HttpConnectionManager,
+) {
+    c.close = true;
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    write_local_reply(
+        &mut out,
+        Version::Http11,
+        status,
+        body,
+        hcm.server_name.as_bytes(),
+        true,
+        false,
+        &[],
+    );
+    let len = out.len();
+    let (_, out) = write_all(&mut c.stream, out, len).await;
+    c.out = out;
+}
+
+/// Serialises a local reply (Envoy's: text/plain body, `server` header).
+#[allow(clippy::too_many_arguments)]
+pub fn write_local_reply(
+    out: &mut Vec<u8>,
+    version: Version,
+    status: u16,
+    body: &[u8],
+    server_name: &[u8],
+    close: bool,
+    keep_alive_10: bool,
+    extra: &[(&[u8], &[u8])],
+) {
+    write_status_line(out, version, status);
+    if !body.is_empty() {
+        write_header(out, b"content-type", b"text/plain");
+    }
+    write_header(out, b"server", server_name);
+    for (k, v) in extra {
+        write_header(out, k, v);
+    }
+    write_framing_and_connection(
+        out,
+        DownstreamFraming::Length(body.len() as u64),
+        None,
+        close,
+        keep_alive_10,
+    );
+    out.extend_from_slice(body);
+}
+
+/// Routes and serves one parsed request, then logs it.
+async fn handle_request(
+    w: &Rc<Worker>,
+    listener: usize,
+    c: &mut Downstream,
+    hcm: &HttpConnectionManager,
+    req: Request,
+) {
+    let stats = w.shared.stats.clone();
+    let hs = stats.http.get(listener);
+    if let Some(hs) = hs {
+        hs.inc(w.index, HttpStat::DownstreamRqTotal);
+        hs.inc(w.index, HttpStat::DownstreamRqHttp1Total);
+        hs.inc(w.index, HttpStat::DownstreamRqActive);
+    }
+    w.in_flight.set(w.in_flight.get() + 1);
+    w.membership.borrow_mut().refresh();
+
+    let mut log = RequestLog {
+        start: Instant::now(),
+        start_time: SystemTime::now(),
+        status: 0,
+        flags: ResponseFlags::default(),
+        bytes_received: 0,
+        bytes_sent: 0,
+        upstream_host: None,
+        cluster: None,
+        upstream_service_time: None,
+        route_name: String::new(),
+        response_head: Vec::new(),
+        response_headers: Vec::new(),
+    };
+    let keep_alive = req.head.keep_alive && !w.draining();
+    if !keep_alive {
+        c.close = true;
+    }
+
+    let shared = w.shared.clone();
+    let router = &shared.routers[listener];
+    let matched = {
+        let view = req.view(&c.head, &c.headers);
+        router.route(req.authority.get(&c.head), req.path.get(&c.head), &view)
+    };
+    let has_body = matches!(req.head.framing, BodyFraming::Chunked)
+        || matches!(req.head.framing, BodyFraming::Length(n) if n > 0);
+    match matched {
+        None => {
+            if let Some(hs) = hs {
+                hs.inc(w.index, HttpStat::NoRoute);
+            }
+            log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
+            local_reply(c, &req, &mut log, 404, b"", hcm, has_body, &[]).await;
+        }
+        Some(m) => {
+            log.route_name.push_str(&m.route.name);
+            let mutations = Mutations {
+                levels: [
+                    Some(&m.route.headers),
+                    Some(&m.vhost.headers),
+                    Some(&router.config.headers),
+                ],
+            };
+            match &m.route.action {
+                RouteAction::Direct(d) => {
+                    if let Some(hs) = hs {
+                        hs.inc(w.index, HttpStat::RqDirectResponse);
+                    }
+                    let body = d.body.as_deref().unwrap_or("").as_bytes();
+                    let adds: Vec<(&[u8], &[u8])> = mutations
+                        .levels
+                        .iter()
+                        .flatten()
+                        .flat_map(|m| m.response_add.iter())
+                        .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+                        .collect();
+                    local_reply(c, &req, &mut log, d.status, body, hcm, has_body, &adds).await;
+                }
+                RouteAction::Forward(action) => {
+                    let retry = action
+                        .retry_policy
+                        .as_ref()
+                        .or(m.vhost.retry_policy.as_ref());
+                    super::forward::forward(
+                        w, listener, c, hcm, &req, m.route, action, retry, &mutations, &mut log,
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    // Stats and access log for the finished request.
+    let elapsed = log.start.elapsed();
+    if let Some(hs) = hs {
+        hs.dec(w.index, HttpStat::DownstreamRqActive);
+        if log.status != 0 {
+            hs.codes.inc(w.index, log.status);
+        }
+        hs.add(w.index, HttpStat::DownstreamCxTxBytesTotal, log.bytes_sent);
+    }
+    w.histograms.borrow_mut().record(
+        HistogramId::DownstreamRqTime(listener),
+        elapsed.as_micros() as u64,
+    );
+    write_access_log(w, listener, c, &req, &log, elapsed);
+    w.in_flight.set(w.in_flight.get().saturating_sub(1));
+}
+
+fn write_access_log(
+    w: &Rc<Worker>,
+    listener: usize,
+    c: &Downstream,
+    req: &Request,
+    log: &RequestLog,
+    elapsed: Duration,
+) {
+    let formats = match w.shared.access_logs.get(listener) {
+        Some(f) if !f.is_empty() => f,
+        _ => return,
+    };
+    let mut sink = w.access_log.borrow_mut();
+    let Some(sink) = sink.as_mut() else {
+        return;
+    };
+    let request_view = req.view(&c.head, &c.headers);
+    let response_view = HeadView {
+        buf: &log.response_head,
+        headers: &log.response_headers,
+        method: b"",
+        path: b"",
+        authority: None,
+        scheme: b"",
+    };
+    let cluster_name = log
+        .cluster
+        .and_then(|i| w.shared.config.clusters.get(i))
+        .map(|c| c.name.as_str())
+        .unwrap_or("");
+    let ctx = LogContext {
+        start_time: log.start_time,
+        request: &request_view as &dyn HeaderLookup,
+        response: &response_view as &dyn HeaderLookup,
+        protocol: match req.head.version {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        },
+        response_code: log.status,
+        response_flags: log.flags,
+        bytes_received: log.bytes_received,
+        bytes_sent: log.bytes_sent,
+        duration: elapsed,
+        upstream_service_time: log.upstream_service_time,
+        upstream_host: log.upstream_host,
+        upstream_cluster: cluster_name,
+        downstream_remote: c.peer,
+        downstream_local: c.local,
+        route_name: &log.route_name,
+    };
+    for (file, format) in formats {
+        sink.log(*file, format, &ctx);
+    }
+}
+
+/// Sends a locally generated response. When the request has a body we have not read, the
+/// connection closes afterwards so that body is never taken for the next request.
+#[allow(clippy::too_many_arguments)]
+pub async fn local_reply(
+    c: &mut Downstream,
+    req: &Request,
+    log: &mut RequestLog,
+    status: u16,
+    body: &[u8],
+    hcm: &HttpConnectionManager,
+    body_unread: bool,
+    extra: &[(&[u8], &[u8])],
+) {
+    if body_unread {
+        c.close = true;
+    }
+    let is_head = req.head.method == Method::Head;
+    let keep_alive_10 = req.head.version == Version::Http10 && !c.close;
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    write_local_reply(
+        &mut out,
+        req.head.version,
+        status,
+        body,
+        hcm.server_name.as_bytes(),
+        c.close,
+        keep_alive_10,
+        extra,
+    );
+    if is_head {
+        out.truncate(out.len() - body.len());
+    }
+    let len = out.len();
+    let (res, out) = write_all(&mut c.stream, out, len).await;
+    c.out = out;
+    if res.is_err() {
+        c.close = true;
+        log.flags
+            .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+    }
+    log.status = status;
+    if !is_head {
+        log.bytes_sent += body.len() as u64;
+    }
+}
