@@ -41,9 +41,7 @@ impl Level {
             _ if s.eq_ignore_ascii_case("trace") => Level::Trace,
             _ if s.eq_ignore_ascii_case("debug") => Level::Debug,
             _ if s.eq_ignore_ascii_case("info") => Level::Info,
-            _ if s.eq_ignore_ascii_case("warning") || s.eq_ignore_ascii_case("warn") => {
-                Level::Warn
-            }
+            _ if s.eq_ignore_ascii_case("warning") || s.eq_ignore_ascii_case("warn") => Level::Warn,
             _ if s.eq_ignore_ascii_case("error") => Level::Error,
             _ if s.eq_ignore_ascii_case("critical") => Level::Critical,
             _ if s.eq_ignore_ascii_case("off") => Level::Off,
