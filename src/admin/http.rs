@@ -24,6 +24,26 @@ pub struct Request {
     /// Query parameters in order, percent-decoded (`+` is a space).
     pub query: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The request target as sent (path and query), for the admin access log's `:path`.
+    pub target: String,
+    /// Header names lowercased, values as sent.
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl crate::http1::HeaderLookup for Request {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        match name {
+            ":method" => return Some(self.method.as_bytes()),
+            ":path" => return Some(self.target.as_bytes()),
+            ":scheme" => return Some(b"http"),
+            ":authority" => return self.get("host"),
+            _ => {}
+        }
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_slice())
+    }
 }
 
 impl Request {
@@ -66,6 +86,12 @@ impl Response {
             content_type: JSON,
             body,
         }
+    }
+}
+
+impl crate::http1::HeaderLookup for Response {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        (name == "content-type").then_some(self.content_type.as_bytes())
     }
 }
 
@@ -129,6 +155,12 @@ pub fn read_request(s: &mut impl Read) -> Result<Request, ReadError> {
         return Err(ReadError::TooLarge(413));
     }
     let (path, query) = split_target(target);
+    let target = target.to_owned();
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+        .collect();
     let mut body = buf.split_off(head_end);
     while body.len() < content_length {
         let n = s.read(&mut chunk).map_err(ReadError::Io)?;
@@ -143,6 +175,8 @@ pub fn read_request(s: &mut impl Read) -> Result<Request, ReadError> {
         path,
         query,
         body,
+        target,
+        headers,
     })
 }
 
@@ -236,6 +270,10 @@ mod tests {
         assert_eq!(r.param("x"), Some("a b c"));
         assert!(!r.has_param("y"));
         assert_eq!(r.body, b"abc");
+        use crate::http1::HeaderLookup;
+        assert_eq!(r.get(":authority"), Some(&b"x"[..]));
+        assert_eq!(r.get(":path"), Some(&b"/logging?level=debug&x=a%20b+c"[..]));
+        assert_eq!(r.get("content-length"), Some(&b"3"[..]));
     }
 
     #[test]

@@ -5,18 +5,24 @@
 //! worker runtime: nothing here can delay a proxied request. Handlers (`handlers.rs`) only read
 //! what workers publish (summed stat slots, merged histograms, the membership snapshot) and flip
 //! the [`Lifecycle`](crate::server::Lifecycle) flags; renderers live in `render.rs` (`/stats` in
-//! text, JSON and Prometheus) and `clusters.rs` (`/clusters`).
+//! text, JSON and Prometheus) and `clusters.rs` (`/clusters`). Requests are written to the
+//! configured `admin.access_log` files in Envoy's default format, as Envoy does.
 
 mod clusters;
 mod handlers;
 mod http;
 mod render;
 
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::access_log::{Format, LogContext};
+use crate::proxy::flags::ResponseFlags;
 use crate::server::ServerState;
 
 pub use handlers::ENDPOINTS;
@@ -30,17 +36,69 @@ pub fn spawn(
     let listener = TcpListener::bind(addr)
         .map_err(|e| std::io::Error::new(e.kind(), format!("admin: cannot bind {addr}: {e}")))?;
     let local = listener.local_addr()?;
+    let paths = state
+        .config
+        .admin
+        .as_ref()
+        .map(|a| a.access_log_paths.clone())
+        .unwrap_or_default();
+    let mut log = AdminLog::open(paths)?;
     let handle = std::thread::Builder::new()
         .name("ringway-admin".to_owned())
-        .spawn(move || serve(listener, state))?;
+        .spawn(move || serve(listener, state, &mut log))?;
     crate::info!("admin listening on {local}");
     Ok((local, handle))
 }
 
-fn serve(listener: TcpListener, state: Arc<ServerState>) {
+/// `admin.access_log` files. Admin traffic is a few requests a second, so lines are written
+/// straight from the admin thread rather than through the workers' writer thread.
+struct AdminLog {
+    files: Vec<(PathBuf, File)>,
+    format: Format,
+    line: Vec<u8>,
+}
+
+impl AdminLog {
+    fn open(paths: Vec<PathBuf>) -> std::io::Result<AdminLog> {
+        let mut files = Vec::with_capacity(paths.len());
+        for p in paths {
+            let f = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&p)
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("admin: cannot open access log {}: {e}", p.display()),
+                    )
+                })?;
+            files.push((p, f));
+        }
+        Ok(AdminLog {
+            files,
+            format: Format::envoy_default(),
+            line: Vec::new(),
+        })
+    }
+
+    fn write(&mut self, ctx: &LogContext<'_>) {
+        if self.files.is_empty() {
+            return;
+        }
+        self.line.clear();
+        self.format.write(ctx, &mut self.line);
+        for (p, f) in &mut self.files {
+            if let Err(e) = f.write_all(&self.line) {
+                crate::debug!("admin access log {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+fn serve(listener: TcpListener, state: Arc<ServerState>, log: &mut AdminLog) {
     for conn in listener.incoming() {
         match conn {
-            Ok(stream) => serve_connection(stream, &state),
+            Ok(stream) => serve_connection(stream, &state, log),
             Err(e) => {
                 // Usually EMFILE or ECONNABORTED: back off briefly instead of spinning.
                 crate::warn!("admin accept failed: {e}");
@@ -50,25 +108,28 @@ fn serve(listener: TcpListener, state: Arc<ServerState>) {
     }
 }
 
-fn serve_connection(mut stream: TcpStream, state: &ServerState) {
+fn serve_connection(mut stream: TcpStream, state: &ServerState, log: &mut AdminLog) {
     let _ = stream.set_read_timeout(Some(http::IO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(http::IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
-    let (resp, after, head_only) = match http::read_request(&mut stream) {
+    let (start_time, started) = (SystemTime::now(), Instant::now());
+    // Taken now: once the peer has closed, getpeername fails with ENOTCONN.
+    let addrs = (stream.peer_addr(), stream.local_addr());
+    let (resp, after, req) = match http::read_request(&mut stream) {
         Ok(req) => {
             crate::debug!("admin {} {}", req.method, req.path);
             let (resp, after) = handlers::handle(state, &req);
-            (resp, after, req.method == "HEAD")
+            (resp, after, Some(req))
         }
         Err(http::ReadError::Bad(why)) => (
             http::Response::text(400, format!("bad request: {why}\n")),
             handlers::After::Nothing,
-            false,
+            None,
         ),
         Err(http::ReadError::TooLarge(code)) => (
             http::Response::text(code, "request too large\n"),
             handlers::After::Nothing,
-            false,
+            None,
         ),
         Err(http::ReadError::Io(e)) => {
             crate::debug!("admin request read failed: {e}");
@@ -76,10 +137,31 @@ fn serve_connection(mut stream: TcpStream, state: &ServerState) {
         }
         Err(http::ReadError::Closed) => return,
     };
+    let head_only = req.as_ref().is_some_and(|r| r.method == "HEAD");
     if let Err(e) = http::write_response(&mut stream, &resp, head_only) {
         crate::debug!("admin response write failed: {e}");
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    if let (Some(req), (Ok(remote), Ok(local))) = (&req, addrs) {
+        log.write(&LogContext {
+            start_time,
+            request: req,
+            response: &resp,
+            protocol: "HTTP/1.1",
+            response_code: resp.status,
+            response_flags: ResponseFlags::default(),
+            // Envoy counts body bytes for %BYTES_RECEIVED% and %BYTES_SENT%.
+            bytes_received: req.body.len() as u64,
+            bytes_sent: if head_only { 0 } else { resp.body.len() as u64 },
+            duration: started.elapsed(),
+            upstream_service_time: None,
+            upstream_host: None,
+            upstream_cluster: "",
+            downstream_remote: remote,
+            downstream_local: local,
+            route_name: "",
+        });
+    }
     if after == handlers::After::Shutdown {
         crate::info!("shutdown requested via /quitquitquit");
         state.lifecycle.request_shutdown();
@@ -166,7 +248,10 @@ mod tests {
     use std::io::{Read, Write};
 
     fn state() -> Arc<ServerState> {
-        let cfg = test_support::bootstrap();
+        state_with(test_support::bootstrap())
+    }
+
+    fn state_with(cfg: crate::config::Bootstrap) -> Arc<ServerState> {
         let stats = Stats::new(&cfg, 2);
         let membership = MembershipHub::new(&cfg, stats.clone(), 2);
         Arc::new(ServerState {
@@ -313,6 +398,37 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(st.lifecycle.shutdown_requested());
+    }
+
+    #[test]
+    fn admin_requests_go_to_the_admin_access_log() {
+        let path = std::env::temp_dir().join(format!("ringway-admin-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let mut cfg = test_support::bootstrap();
+        cfg.admin = Some(crate::config::Admin {
+            address: "127.0.0.1:0".parse().unwrap(),
+            access_log_paths: vec![path.clone()],
+        });
+        let (addr, _t) = spawn("127.0.0.1:0".parse().unwrap(), state_with(cfg)).unwrap();
+        assert_eq!(call(addr, "GET", "/ready?x=1"), (200, "LIVE\n".into()));
+        let mut content = String::new();
+        for _ in 0..100 {
+            content = std::fs::read_to_string(&path).unwrap_or_default();
+            if !content.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&path);
+        assert!(content.starts_with('['), "{content}");
+        assert!(
+            content.contains("] \"GET /ready?x=1 HTTP/1.1\" 200 - 0 5 "),
+            "{content}"
+        );
+        assert!(
+            content.ends_with(" - \"-\" \"-\" \"-\" \"admin\" \"-\"\n"),
+            "{content}"
+        );
     }
 
     #[test]
