@@ -6,7 +6,10 @@
 
 pub mod body;
 pub mod encode;
+pub mod fields;
 pub mod parse;
+#[doc(hidden)]
+pub mod vectors;
 
 /// A byte range into the buffer a head was parsed from. Heads are parsed in place; nothing is
 /// copied until the head is re-serialised into the outgoing buffer.
@@ -19,7 +22,8 @@ pub struct Span {
 impl Span {
     #[inline]
     pub fn get<'a>(&self, buf: &'a [u8]) -> &'a [u8] {
-        buf.get(self.start as usize..self.end as usize).unwrap_or(&[])
+        buf.get(self.start as usize..self.end as usize)
+            .unwrap_or(&[])
     }
     #[inline]
     pub fn len(&self) -> usize {
