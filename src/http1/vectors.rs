@@ -53,7 +53,7 @@ const MANY_HEADERS: [u8; MANY_PREFIX.len() + MANY_UNIT.len() * MANY_COUNT + 2] =
 const BIG_PREFIX: &[u8] = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ";
 const BIG_COUNT: usize = 70 * 1024;
 /// One 70 KiB value: over the 60 KiB head limit.
-const BIG_HEAD: [u8; BIG_PREFIX.len() + BIG_COUNT + 4] =
+static BIG_HEAD: [u8; BIG_PREFIX.len() + BIG_COUNT + 4] =
     build(BIG_PREFIX, b"b", BIG_COUNT, b"\r\n\r\n");
 
 /// `(name, request bytes, expected status)`.
