@@ -7,6 +7,8 @@
 pub mod body;
 pub mod encode;
 pub mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod parse;
 #[doc(hidden)]
 pub mod vectors;

@@ -202,7 +202,7 @@ pub fn parse_request(
         }
     };
 
-    let f = scan_fields(buf, req.headers, headers).map_err(|e| match e {
+    let f = scan_fields(buf, req.headers, headers, true).map_err(|e| match e {
         FieldError::Bad(why) => BadRequest(why),
     })?;
     if f.te.is_some() && f.content_length.is_some() {
@@ -411,11 +411,13 @@ struct Fields {
 }
 
 /// Converts httparse's fields into spans (pushed into `out`) and applies the per-field rules
-/// shared by requests and responses.
+/// shared by requests and responses. `request` enables the Host rules (a Host field in a response
+/// means nothing to us and is forwarded untouched).
 fn scan_fields(
     buf: &[u8],
     raw: &[httparse::Header<'_>],
     out: &mut Vec<HeaderSpan>,
+    request: bool,
 ) -> Result<Fields, FieldError> {
     use FieldError::Bad;
     let mut f = Fields::default();
@@ -443,7 +445,7 @@ fn scan_fields(
                 TransferCoding::Malformed => return Err(Bad("malformed Transfer-Encoding")),
                 coding => f.te = Some(coding),
             }
-        } else if n.eq_ignore_ascii_case(b"host") {
+        } else if request && n.eq_ignore_ascii_case(b"host") {
             if f.host.is_some() {
                 return Err(Bad("multiple Host"));
             }
@@ -564,7 +566,7 @@ pub fn parse_response(
     } else {
         Version::Http10
     };
-    let f = scan_fields(buf, resp.headers, headers).map_err(|e| match e {
+    let f = scan_fields(buf, resp.headers, headers, false).map_err(|e| match e {
         FieldError::Bad(why) => Malformed(why),
     })?;
     let informational_or_204 = status < 200 || status == 204;

@@ -737,3 +737,9 @@ fn keep_alive_timeout_param() {
         );
     }
 }
+
+#[test]
+fn host_rules_do_not_apply_to_responses() {
+    let text = b"HTTP/1.1 200 OK\r\nHost: a b\r\nHost: c\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(resp_ok(text, Method::Get).framing, BodyFraming::Length(0));
+}
