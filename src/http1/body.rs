@@ -73,6 +73,8 @@ enum State {
     TrailerLf,
     FinalLf,
     Done,
+    /// An error was returned; the stream is unusable and every later feed fails.
+    Failed,
 }
 
 /// Strict chunked decoder (own code, not httparse's `parse_chunk_size`).
@@ -99,8 +101,8 @@ impl ChunkedDecoder {
 
     /// Consumes a prefix of `input`; appends to `out` either the re-encoded chunked stream
     /// (`reencode`: size lines we wrote, data, validated trailers, final CRLF) or the plain data.
-    /// Returns how many bytes of `input` were consumed. After an error the decoder must not be fed
-    /// again (the stream is unusable).
+    /// Returns how many bytes of `input` were consumed. After an error every later call fails too
+    /// (the stream is unusable).
     pub fn feed(
         &mut self,
         input: &[u8],
@@ -121,8 +123,14 @@ impl ChunkedDecoder {
                         self.state = State::DataCr;
                     }
                 }
+                State::Failed => {
+                    return Err(ChunkedError::Malformed("chunked stream already failed"))
+                }
                 _ => {
-                    self.step(input[i], out, reencode)?;
+                    if let Err(e) = self.step(input[i], out, reencode) {
+                        self.state = State::Failed;
+                        return Err(e);
+                    }
                     i += 1;
                 }
             }
@@ -309,7 +317,7 @@ impl ChunkedDecoder {
             }
             (FinalLf, _) => return Err(Malformed("bare CR after last chunk")),
 
-            (Data | Done, _) => self.state,
+            (Data | Done | Failed, _) => self.state,
         };
         Ok(())
     }
@@ -534,6 +542,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn errors_are_sticky() {
+        let mut d = ChunkedDecoder::new();
+        assert!(d.feed(b"x", &mut Vec::new(), false).is_err());
+        assert!(d.feed(b"0\r\n\r\n", &mut Vec::new(), false).is_err());
+        assert!(!d.is_done());
     }
 
     #[test]
