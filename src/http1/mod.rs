@@ -6,7 +6,12 @@
 
 pub mod body;
 pub mod encode;
+pub mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod parse;
+#[doc(hidden)]
+pub mod vectors;
 
 /// A byte range into the buffer a head was parsed from. Heads are parsed in place; nothing is
 /// copied until the head is re-serialised into the outgoing buffer.

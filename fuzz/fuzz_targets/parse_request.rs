@@ -1,0 +1,7 @@
+//! Fuzz target `parse_request`: the invariants live in `ringway::http1::fuzzing::request` so they are
+//! compiled and smoke-tested with the library.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    ringway::http1::fuzzing::request(data);
+});
