@@ -324,9 +324,7 @@ pub(crate) fn bootstrap(cx: &mut Cx, root: &Value) -> Option<Bootstrap> {
     // sandboxes carry one only to set limits Ringway takes from flags.
     let admin = o.get("admin").and_then(|a| admin(cx, a));
 
-    let Some(sr) = o.req(cx, "static_resources") else {
-        return None;
-    };
+    let sr = o.req(cx, "static_resources")?;
     let sr = obj(cx, "static_resources", sr, &STATIC_RESOURCES)?;
     let (clusters, names) = match sr.get("clusters") {
         Some(c) => cluster::clusters(cx, &sr.at("clusters"), c),
