@@ -665,3 +665,28 @@ fn front_proxy_example_loads() {
         8001
     );
 }
+
+/// Each file in examples/bad/ starts with `# expect: <path>`; loading it must fail with exactly
+/// one error, at that path.
+#[test]
+fn bad_examples_fail_where_they_say() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/bad");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks an # expect: line", path.display()));
+        let errs = load_file(&path).unwrap_err().0;
+        assert_eq!(errs.len(), 1, "{}: {errs:#?}", path.display());
+        assert_eq!(errs[0].path, want, "{}", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 3, "expected the bad examples, found {seen}");
+}

@@ -712,7 +712,14 @@ fn access_log(cx: &mut Cx, path: &str, v: &Value) -> Option<AccessLog> {
     };
     let tp = o.at("typed_config");
     let (ty, tc) = match o.get("typed_config") {
-        Some(tc) => (type_url(tc).unwrap_or(""), Some(tc)),
+        Some(tc) => match type_url(tc) {
+            Some(t) => (t, Some(tc)),
+            None => {
+                // `typed` reports the missing or malformed "@type" at its own path.
+                typed(cx, &tp, tc, FILE_LOG_TYPE, &FILE_ACCESS_LOG);
+                return None;
+            }
+        },
         None => (
             match name.as_str() {
                 "envoy.access_loggers.stdout" => STDOUT_LOG_TYPE,
@@ -953,6 +960,37 @@ layered_runtime: {{layers: []}}
             ),
             ("main", 1024, 65536)
         );
+    }
+
+    #[test]
+    fn access_log_errors() {
+        let e = run(&hcm(
+            "          access_log:
+          - name: envoy.access_loggers.file
+            typed_config: {path: /tmp/x}
+          - name: envoy.access_loggers.file
+            typed_config: {'@type': type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog}
+          - name: envoy.access_loggers.file
+          - filter: {}
+            name: envoy.access_loggers.stdout",
+        ))
+        .unwrap_err();
+        let base =
+            "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.access_log";
+        let paths: Vec<String> = e
+            .iter()
+            .map(|s| s.split(": ").next().unwrap().to_string())
+            .collect();
+        let want: Vec<String> = [
+            "[0].typed_config.@type",
+            "[1].typed_config.path",
+            "[2].typed_config",
+            "[3].filter",
+        ]
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .collect();
+        assert_eq!(paths, want, "{e:#?}");
     }
 
     #[test]
