@@ -3,11 +3,14 @@
 //! The file is parsed into a generic YAML tree and then walked by hand (not derived with serde)
 //! so that every problem is reported with its Envoy field path and the walk carries on after it:
 //! an operator fixing a config sees all of its mistakes at once. `walk.rs` holds the toolkit,
-//! `envoy.rs` the bootstrap/listener/HCM walk, `routes.rs` and `cluster.rs` the rest.
+//! `envoy.rs` the bootstrap/listener/HCM walk, `routes.rs`, `headers.rs`, `access_logs.rs` and
+//! `cluster.rs` the rest; `duration.rs` reads Envoy's durations.
 
+mod access_logs;
 mod cluster;
 pub mod duration;
 pub mod envoy;
+mod headers;
 pub mod model;
 mod routes;
 mod walk;
