@@ -109,9 +109,8 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
         membership: hub.clone(),
     });
     if let Some(admin) = &bootstrap.admin {
-        let (addr, _thread) = crate::admin::spawn(admin.address, state.clone())
+        let (_addr, _thread) = crate::admin::spawn(admin.address, state.clone())
             .map_err(|e| format!("admin: cannot bind {}: {e}", admin.address))?;
-        info!("admin listening on {addr}");
     }
     crate::control::spawn(bootstrap.clone(), hub.clone());
     install_signal_handlers(state.clone())?;
