@@ -37,7 +37,10 @@ pub fn run(cli: Cli) -> Result<(), String> {
 
 fn load_config(cli: &Cli) -> Result<Loaded, String> {
     let result = match (&cli.config_yaml, &cli.config_path) {
-        (Some(yaml), _) => config::load_str(yaml),
+        (Some(_), Some(_)) => {
+            return Err("pass either -c/--config-path or --config-yaml, not both (Ringway does not merge configurations)".into())
+        }
+        (Some(yaml), None) => config::load_str(yaml),
         (None, Some(path)) => config::load_file(path),
         (None, None) => {
             return Err("no configuration: pass -c/--config-path FILE or --config-yaml YAML".into())

@@ -37,7 +37,7 @@ pub struct Cli {
     #[arg(short = 'c', long = "config-path", value_name = "FILE")]
     pub config_path: Option<PathBuf>,
 
-    /// Inline configuration YAML, applied instead of (Envoy: merged over) --config-path.
+    /// Inline configuration YAML (use either this or --config-path; Ringway does not merge the two).
     #[arg(long = "config-yaml", value_name = "YAML")]
     pub config_yaml: Option<String>,
 
