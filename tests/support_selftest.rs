@@ -25,7 +25,13 @@ fn upstream_paths_via_curl() {
     let base = format!("http://127.0.0.1:{}", u.port);
 
     // /bytes/N: exact deterministic bytes with Content-Length.
-    let out = curl(&["-D", "-", &format!("{base}/bytes/100000"), "-o", "/dev/null"]);
+    let out = curl(&[
+        "-D",
+        "-",
+        &format!("{base}/bytes/100000"),
+        "-o",
+        "/dev/null",
+    ]);
     assert!(out.status.success());
     let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert!(head.contains("content-length: 100000"), "{head}");
@@ -33,22 +39,46 @@ fn upstream_paths_via_curl() {
     assert_eq!(body, pattern(100_000));
 
     // /chunked/N: same bytes, chunked.
-    let out = curl(&["-D", "-", &format!("{base}/chunked/50000"), "-o", "/dev/null"]);
+    let out = curl(&[
+        "-D",
+        "-",
+        &format!("{base}/chunked/50000"),
+        "-o",
+        "/dev/null",
+    ]);
     let head = String::from_utf8_lossy(&out.stdout).to_lowercase();
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
-    assert_eq!(curl(&[&format!("{base}/chunked/50000")]).stdout, pattern(50_000));
+    assert_eq!(
+        curl(&[&format!("{base}/chunked/50000")]).stdout,
+        pattern(50_000)
+    );
 
     // /status/CODE.
-    let code = curl_ok(&["-o", "/dev/null", "-w", "%{http_code}", &format!("{base}/status/418")]);
+    let code = curl_ok(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("{base}/status/418"),
+    ]);
     assert_eq!(code, "418");
 
     // /sha256 of an uploaded body, with Content-Length and chunked.
     let data = pattern(300_000);
     let want = sha256_hex(&data);
-    let out = curl_with_stdin(&["--data-binary", "@-", &format!("{base}/sha256")], Some(data.clone()));
+    let out = curl_with_stdin(
+        &["--data-binary", "@-", &format!("{base}/sha256")],
+        Some(data.clone()),
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
     let out = curl_with_stdin(
-        &["-T", "-", "-H", "Transfer-Encoding: chunked", &format!("{base}/sha256")],
+        &[
+            "-T",
+            "-",
+            "-H",
+            "Transfer-Encoding: chunked",
+            &format!("{base}/sha256"),
+        ],
         Some(data.clone()),
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), want);
@@ -58,11 +88,21 @@ fn upstream_paths_via_curl() {
 
     // /echo with a chunked upload comes back chunked and equal.
     let out = curl_with_stdin(
-        &["-T", "-", "-H", "Transfer-Encoding: chunked", "-D", "/dev/stderr", &format!("{base}/echo")],
+        &[
+            "-T",
+            "-",
+            "-H",
+            "Transfer-Encoding: chunked",
+            "-D",
+            "/dev/stderr",
+            &format!("{base}/echo"),
+        ],
         Some(data.clone()),
     );
     assert_eq!(out.stdout, data);
-    assert!(String::from_utf8_lossy(&out.stderr).to_lowercase().contains("transfer-encoding: chunked"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .to_lowercase()
+        .contains("transfer-encoding: chunked"));
 
     // /delay/MS sleeps.
     let t = std::time::Instant::now();
@@ -82,7 +122,19 @@ fn upstream_keep_alive_and_switches() {
 
     u.fail_next(2);
     // curl's -o applies to one URL: one per URL.
-    let out = curl_ok(&["-w", "%{http_code}\n", "-o", "/dev/null", &url, "-o", "/dev/null", &url, "-o", "/dev/null", &url]);
+    let out = curl_ok(&[
+        "-w",
+        "%{http_code}\n",
+        "-o",
+        "/dev/null",
+        &url,
+        "-o",
+        "/dev/null",
+        &url,
+        "-o",
+        "/dev/null",
+        &url,
+    ]);
     assert_eq!(out, "503\n503\n200\n");
 
     u.fail_always();
@@ -97,7 +149,10 @@ fn upstream_keep_alive_and_switches() {
     let mut c = RawConn::open(u.port);
     c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     assert_eq!(c.read_response().unwrap().status, 200);
-    assert!(c.closed_within(std::time::Duration::from_secs(2)), "idle connection not closed");
+    assert!(
+        c.closed_within(std::time::Duration::from_secs(2)),
+        "idle connection not closed"
+    );
 }
 
 #[test]
@@ -112,7 +167,10 @@ fn raw_client_pipelining_head_and_close() {
     assert!(h.body.is_empty());
     let r = c.read_response().unwrap();
     assert_eq!(r.body, pattern(5));
-    assert!(!c.closed_within(std::time::Duration::from_millis(100)), "keep-alive connection closed");
+    assert!(
+        !c.closed_within(std::time::Duration::from_millis(100)),
+        "keep-alive connection closed"
+    );
 
     // HTTP/1.0 without keep-alive: the upstream closes.
     let mut c = RawConn::open(u.port);
@@ -126,14 +184,18 @@ fn raw_client_pipelining_head_and_close() {
     let mut req = b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     req.extend(support::chunked::encode(&body, 7_777));
     let mut c = RawConn::open(u.port);
-    c.send_split(&req, 61, std::time::Duration::from_millis(5)).unwrap();
+    c.send_split(&req, 61, std::time::Duration::from_millis(5))
+        .unwrap();
     let r = c.read_response().unwrap();
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert_eq!(r.body, body);
 
     // Expect: 100-continue gets an interim response, then the final one.
     let mut c = RawConn::open(u.port);
-    c.send(b"POST /sha256 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n").unwrap();
+    c.send(
+        b"POST /sha256 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+    )
+    .unwrap();
     assert_eq!(c.read_response_any(false).unwrap().status, 100);
     c.send(b"abc").unwrap();
     assert_eq!(c.read_response().unwrap().body_text(), sha256_hex(b"abc"));
@@ -161,7 +223,9 @@ fn nginx_starts_serves_and_stops() {
     n.stop();
     assert!(
         support::wait_until(std::time::Duration::from_secs(2), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_err().then_some(())
+            std::net::TcpStream::connect(("127.0.0.1", port))
+                .is_err()
+                .then_some(())
         })
         .is_some(),
         "nginx still listening after stop"
@@ -173,27 +237,51 @@ fn config_builder_renders_envoy_shape() {
     let cfg = ConfigBuilder::new()
         .cluster("service1", &[1001, 1002])
         .cluster("service2", &[2001])
-        .route(Route::prefix("/service/1", "service1").timeout("0.5s").retry("5xx,connect-failure,reset", 2, Some("0.2s")))
-        .route(Route::path("/exact", "service2").header("x-k", "v").prefix_rewrite("/"))
+        .route(
+            Route::prefix("/service/1", "service1")
+                .timeout("0.5s")
+                .retry("5xx,connect-failure,reset", 2, Some("0.2s")),
+        )
+        .route(
+            Route::path("/exact", "service2")
+                .header("x-k", "v")
+                .prefix_rewrite("/"),
+        )
         .route(Route::direct("/direct", 200, "hi"))
         .access_log("/tmp/x.log");
     let y: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cfg.render()).unwrap();
-    let hcm = &y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let hcm =
+        &y["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
     assert_eq!(hcm["stat_prefix"].as_str(), Some("ingress_http"));
     let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
     assert_eq!(routes[0]["match"]["prefix"].as_str(), Some("/service/1"));
     assert_eq!(routes[0]["route"]["timeout"].as_str(), Some("0.5s"));
-    assert_eq!(routes[0]["route"]["retry_policy"]["num_retries"].as_u64(), Some(2));
+    assert_eq!(
+        routes[0]["route"]["retry_policy"]["num_retries"].as_u64(),
+        Some(2)
+    );
     assert_eq!(routes[1]["match"]["path"].as_str(), Some("/exact"));
-    assert_eq!(routes[1]["match"]["headers"][0]["string_match"]["exact"].as_str(), Some("v"));
+    assert_eq!(
+        routes[1]["match"]["headers"][0]["string_match"]["exact"].as_str(),
+        Some("v")
+    );
     assert_eq!(routes[1]["route"]["prefix_rewrite"].as_str(), Some("/"));
     assert_eq!(routes[2]["direct_response"]["status"].as_u64(), Some(200));
-    assert_eq!(hcm["access_log"][0]["typed_config"]["path"].as_str(), Some("/tmp/x.log"));
-    assert_eq!(hcm["http_filters"][0]["name"].as_str(), Some("envoy.filters.http.router"));
+    assert_eq!(
+        hcm["access_log"][0]["typed_config"]["path"].as_str(),
+        Some("/tmp/x.log")
+    );
+    assert_eq!(
+        hcm["http_filters"][0]["name"].as_str(),
+        Some("envoy.filters.http.router")
+    );
     let c = &y["static_resources"]["clusters"][0];
     assert_eq!(c["lb_policy"].as_str(), Some("ROUND_ROBIN"));
     let eps = &c["load_assignment"]["endpoints"][0]["lb_endpoints"];
-    assert_eq!(eps[1]["endpoint"]["address"]["socket_address"]["port_value"].as_u64(), Some(1002));
+    assert_eq!(
+        eps[1]["endpoint"]["address"]["socket_address"]["port_value"].as_u64(),
+        Some(1002)
+    );
     assert_eq!(
         y["admin"]["address"]["socket_address"]["port_value"].as_u64(),
         Some(u64::from(cfg.admin_port))
@@ -253,8 +341,14 @@ fn access_log_parser_reads_envoy_default_format() {
     assert_eq!(l.path, "/api/v1/locations");
     assert_eq!(l.request_id.len(), 36);
     assert_eq!(l.upstream_host, "10.0.2.1:80");
-    assert!(parse_access_line("[2016-04-15 20:17:00] \"GET / HTTP/1.1\" 200 - 0 0 1 - \"-\" \"-\" \"-\" \"-\" \"-\"").is_err());
-    assert!(parse_access_line("[2016-04-15T20:17:00.310Z] \"GET / HTTP/1.1\" 200 - 0 0 1 - \"-\" \"-\" \"-\" \"-\"").is_err());
+    assert!(parse_access_line(
+        "[2016-04-15 20:17:00] \"GET / HTTP/1.1\" 200 - 0 0 1 - \"-\" \"-\" \"-\" \"-\" \"-\""
+    )
+    .is_err());
+    assert!(parse_access_line(
+        "[2016-04-15T20:17:00.310Z] \"GET / HTTP/1.1\" 200 - 0 0 1 - \"-\" \"-\" \"-\" \"-\""
+    )
+    .is_err());
 }
 
 #[test]
@@ -264,6 +358,9 @@ fn ringway_start_failure_explains_itself() {
     let cfg = "static_resources: {listeners: [], clusters: []}\nadmin: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}\nbogus_field: 1\n";
     let t = std::time::Instant::now();
     let r = std::panic::catch_unwind(|| Ringway::start(cfg));
-    assert!(r.is_err(), "ringway started on a config with an unknown top-level field");
+    assert!(
+        r.is_err(),
+        "ringway started on a config with an unknown top-level field"
+    );
     assert!(t.elapsed() < std::time::Duration::from_secs(12));
 }

@@ -13,7 +13,10 @@ fn read_crlf_line<R: BufRead>(r: &mut R, limit: usize) -> io::Result<Vec<u8>> {
     let mut line = Vec::new();
     let n = r.by_ref().take(limit as u64).read_until(b'\n', &mut line)?;
     if n == 0 {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof in chunked body"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "eof in chunked body",
+        ));
     }
     if !line.ends_with(b"\r\n") {
         return Err(bad("chunked line not terminated by CRLF (or too long)"));
@@ -39,7 +42,9 @@ pub fn read_chunked<R: BufRead>(
         }
         let mut size = 0u64;
         for &c in size_part {
-            let d = (c as char).to_digit(16).ok_or_else(|| bad("non-hex chunk size"))?;
+            let d = (c as char)
+                .to_digit(16)
+                .ok_or_else(|| bad("non-hex chunk size"))?;
             size = size * 16 + u64::from(d);
         }
         if size == 0 {

@@ -41,12 +41,20 @@ pub struct Route {
 impl Route {
     /// `match: { prefix }` forwarding to `cluster`.
     pub fn prefix(prefix: &str, cluster: &str) -> Route {
-        Route { path: PathMatch::Prefix(prefix.into()), headers: Vec::new(), action: Self::to(cluster) }
+        Route {
+            path: PathMatch::Prefix(prefix.into()),
+            headers: Vec::new(),
+            action: Self::to(cluster),
+        }
     }
 
     /// `match: { path }` (exact) forwarding to `cluster`.
     pub fn path(path: &str, cluster: &str) -> Route {
-        Route { path: PathMatch::Path(path.into()), headers: Vec::new(), action: Self::to(cluster) }
+        Route {
+            path: PathMatch::Path(path.into()),
+            headers: Vec::new(),
+            action: Self::to(cluster),
+        }
     }
 
     /// `match: { prefix }` answered by `direct_response`.
@@ -54,12 +62,20 @@ impl Route {
         Route {
             path: PathMatch::Prefix(prefix.into()),
             headers: Vec::new(),
-            action: Action::Direct { status, body: body.into() },
+            action: Action::Direct {
+                status,
+                body: body.into(),
+            },
         }
     }
 
     fn to(cluster: &str) -> Action {
-        Action::Cluster { name: cluster.into(), timeout: None, prefix_rewrite: None, retry: None }
+        Action::Cluster {
+            name: cluster.into(),
+            timeout: None,
+            prefix_rewrite: None,
+            retry: None,
+        }
     }
 
     /// Adds an exact header match (`headers: [{name, string_match: {exact}}]`).
@@ -84,9 +100,18 @@ impl Route {
     }
 
     /// `route.retry_policy { retry_on, num_retries, per_try_timeout }`.
-    pub fn retry(mut self, retry_on: &str, num_retries: u32, per_try_timeout: Option<&str>) -> Route {
+    pub fn retry(
+        mut self,
+        retry_on: &str,
+        num_retries: u32,
+        per_try_timeout: Option<&str>,
+    ) -> Route {
         if let Action::Cluster { retry, .. } = &mut self.action {
-            *retry = Some((retry_on.into(), num_retries, per_try_timeout.map(Into::into)));
+            *retry = Some((
+                retry_on.into(),
+                num_retries,
+                per_try_timeout.map(Into::into),
+            ));
         }
         self
     }
@@ -108,8 +133,16 @@ impl Route {
             }
         }
         match &self.action {
-            Action::Cluster { name, timeout, prefix_rewrite, retry } => {
-                out.push_str(&format!("                route:\n                  cluster: {}\n", q(name)));
+            Action::Cluster {
+                name,
+                timeout,
+                prefix_rewrite,
+                retry,
+            } => {
+                out.push_str(&format!(
+                    "                route:\n                  cluster: {}\n",
+                    q(name)
+                ));
                 if let Some(t) = timeout {
                     out.push_str(&format!("                  timeout: {}\n", q(t)));
                 }
@@ -168,7 +201,9 @@ impl ConfigBuilder {
 
     /// The common case: cluster `backend` with the given endpoints, every path routed to it.
     pub fn single(ports: &[u16]) -> ConfigBuilder {
-        ConfigBuilder::new().cluster("backend", ports).route(Route::prefix("/", "backend"))
+        ConfigBuilder::new()
+            .cluster("backend", ports)
+            .route(Route::prefix("/", "backend"))
     }
 
     /// A STATIC ROUND_ROBIN cluster with endpoints on 127.0.0.1 at `ports`.
@@ -202,14 +237,21 @@ impl ConfigBuilder {
         ));
         y.push_str("    filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n");
         y.push_str("        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n");
-        y.push_str(&format!("          stat_prefix: {}\n", q(&self.stat_prefix)));
+        y.push_str(&format!(
+            "          stat_prefix: {}\n",
+            q(&self.stat_prefix)
+        ));
         if let Some(path) = &self.access_log {
             y.push_str("          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n");
             y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n");
             y.push_str(&format!("              path: {}\n", q(path)));
         }
-        y.push_str("          route_config:\n            name: local_route\n            virtual_hosts:\n");
-        y.push_str("            - name: backend\n              domains: [\"*\"]\n              routes:\n");
+        y.push_str(
+            "          route_config:\n            name: local_route\n            virtual_hosts:\n",
+        );
+        y.push_str(
+            "            - name: backend\n              domains: [\"*\"]\n              routes:\n",
+        );
         for r in &self.routes {
             r.render(&mut y);
         }

@@ -27,7 +27,10 @@ pub fn parse_stats_text(body: &str) -> Result<BTreeMap<String, u64>, String> {
             Err(_) => {
                 let histogram = value.starts_with("P0(") || value.contains("No recorded values");
                 if !histogram {
-                    return Err(format!("line {}: value of {name} is neither an integer nor a histogram: {value:?}", i + 1));
+                    return Err(format!(
+                        "line {}: value of {name} is neither an integer nor a histogram: {value:?}",
+                        i + 1
+                    ));
                 }
             }
         }
@@ -45,7 +48,10 @@ pub struct Sample {
 
 impl Sample {
     pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -66,12 +72,16 @@ fn parse_value(s: &str) -> Result<f64, String> {
         "+Inf" => Ok(f64::INFINITY),
         "-Inf" => Ok(f64::NEG_INFINITY),
         "NaN" => Ok(f64::NAN),
-        _ => s.parse::<f64>().map_err(|_| format!("bad sample value {s:?}")),
+        _ => s
+            .parse::<f64>()
+            .map_err(|_| format!("bad sample value {s:?}")),
     }
 }
 
 /// Parses `{a="x",b="y"}` starting at `s` (which begins with `{`); returns labels and the rest.
-fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+type Labels = Vec<(String, String)>;
+
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     let mut rest = &s[1..];
     loop {
@@ -84,7 +94,9 @@ fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
         if !is_label_name(name) {
             return Err(format!("bad label name {name:?}"));
         }
-        rest = rest[eq + 1..].strip_prefix('"').ok_or("label value not quoted")?;
+        rest = rest[eq + 1..]
+            .strip_prefix('"')
+            .ok_or("label value not quoted")?;
         let mut value = String::new();
         let mut chars = rest.char_indices();
         let end = loop {
@@ -131,12 +143,19 @@ pub fn parse_prometheus(body: &str) -> Result<Vec<Sample>, String> {
             let mut parts = c.trim_start().splitn(3, ' ');
             match parts.next() {
                 Some("TYPE") => {
-                    let name = parts.next().ok_or(format!("line {ln}: TYPE without name"))?;
-                    let ty = parts.next().ok_or(format!("line {ln}: TYPE without type"))?;
+                    let name = parts
+                        .next()
+                        .ok_or(format!("line {ln}: TYPE without name"))?;
+                    let ty = parts
+                        .next()
+                        .ok_or(format!("line {ln}: TYPE without type"))?;
                     if !is_metric_name(name) {
                         return Err(format!("line {ln}: bad metric name {name:?}"));
                     }
-                    if !matches!(ty, "counter" | "gauge" | "histogram" | "summary" | "untyped") {
+                    if !matches!(
+                        ty,
+                        "counter" | "gauge" | "histogram" | "summary" | "untyped"
+                    ) {
                         return Err(format!("line {ln}: unknown type {ty:?}"));
                     }
                     if types.insert(name.to_string(), ty.to_string()).is_some() {
@@ -147,7 +166,9 @@ pub fn parse_prometheus(body: &str) -> Result<Vec<Sample>, String> {
                     }
                 }
                 Some("HELP") => {
-                    let name = parts.next().ok_or(format!("line {ln}: HELP without name"))?;
+                    let name = parts
+                        .next()
+                        .ok_or(format!("line {ln}: HELP without name"))?;
                     if !is_metric_name(name) {
                         return Err(format!("line {ln}: bad metric name {name:?}"));
                     }
@@ -156,7 +177,9 @@ pub fn parse_prometheus(body: &str) -> Result<Vec<Sample>, String> {
             }
             continue;
         }
-        let name_end = line.find(['{', ' ']).ok_or(format!("line {ln}: no value in {line:?}"))?;
+        let name_end = line
+            .find(['{', ' '])
+            .ok_or(format!("line {ln}: no value in {line:?}"))?;
         let name = &line[..name_end];
         if !is_metric_name(name) {
             return Err(format!("line {ln}: bad metric name {name:?}"));
@@ -166,18 +189,27 @@ pub fn parse_prometheus(body: &str) -> Result<Vec<Sample>, String> {
         } else {
             (Vec::new(), &line[name_end..])
         };
-        let rest = rest.strip_prefix(' ').ok_or(format!("line {ln}: no space before value: {line:?}"))?;
+        let rest = rest
+            .strip_prefix(' ')
+            .ok_or(format!("line {ln}: no space before value: {line:?}"))?;
         let mut vt = rest.split(' ');
         let value = parse_value(vt.next().unwrap_or("")).map_err(|e| format!("line {ln}: {e}"))?;
         if let Some(ts) = vt.next() {
-            ts.parse::<i64>().map_err(|_| format!("line {ln}: bad timestamp {ts:?}"))?;
+            ts.parse::<i64>()
+                .map_err(|_| format!("line {ln}: bad timestamp {ts:?}"))?;
         }
         if vt.next().is_some() {
             return Err(format!("line {ln}: trailing fields: {line:?}"));
         }
         let family = ["_bucket", "_sum", "_count"]
             .iter()
-            .find_map(|s| name.strip_suffix(s).filter(|f| types.get(*f).is_some_and(|t| t == "histogram" || t == "summary")))
+            .find_map(|s| {
+                name.strip_suffix(s).filter(|f| {
+                    types
+                        .get(*f)
+                        .is_some_and(|t| t == "histogram" || t == "summary")
+                })
+            })
             .unwrap_or(name);
         seen_family_samples.insert(family.to_string(), true);
         if name.ends_with("_bucket") && family != name && !labels.iter().any(|(n, _)| n == "le") {
@@ -188,7 +220,11 @@ pub fn parse_prometheus(body: &str) -> Result<Vec<Sample>, String> {
         if !series.insert((name.to_string(), format!("{key_labels:?}"))) {
             return Err(format!("line {ln}: duplicate series {line:?}"));
         }
-        out.push(Sample { name: name.to_string(), labels, value });
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
     }
     Ok(out)
 }
@@ -220,7 +256,8 @@ pub struct AccessLine {
 /// Checks `2016-04-15T20:17:00.310Z` exactly (milliseconds, UTC).
 fn is_start_time(s: &str) -> bool {
     let b = s.as_bytes();
-    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
     b.len() == 24
         && digits(0..4)
         && b[4] == b'-'
@@ -240,38 +277,64 @@ fn is_start_time(s: &str) -> bool {
 
 /// Takes a `"..."` field (no escapes inside: Envoy does not escape) followed by a space or end.
 fn quoted<'a>(s: &'a str, what: &str) -> Result<(&'a str, &'a str), String> {
-    let s = s.strip_prefix('"').ok_or(format!("{what}: expected '\"'"))?;
+    let s = s
+        .strip_prefix('"')
+        .ok_or(format!("{what}: expected '\"'"))?;
     let end = s.find('"').ok_or(format!("{what}: unterminated quote"))?;
     let rest = &s[end + 1..];
     Ok((&s[..end], rest.strip_prefix(' ').unwrap_or(rest)))
 }
 
 pub fn parse_access_line(line: &str) -> Result<AccessLine, String> {
-    let s = line.strip_prefix('[').ok_or("line does not start with '['")?;
+    let s = line
+        .strip_prefix('[')
+        .ok_or("line does not start with '['")?;
     let (start_time, s) = s.split_once("] ").ok_or("no '] ' after start time")?;
     if !is_start_time(start_time) {
-        return Err(format!("start time {start_time:?} is not YYYY-MM-DDTHH:MM:SS.mmmZ"));
+        return Err(format!(
+            "start time {start_time:?} is not YYYY-MM-DDTHH:MM:SS.mmmZ"
+        ));
     }
     let (req, s) = quoted(s, "request line")?;
     let mut rp = req.split(' ');
     let (method, path, protocol) = match (rp.next(), rp.next(), rp.next(), rp.next()) {
         (Some(m), Some(p), Some(v), None) => (m, p, v),
-        _ => return Err(format!("request field {req:?} is not \"METHOD PATH PROTOCOL\"")),
+        _ => {
+            return Err(format!(
+                "request field {req:?} is not \"METHOD PATH PROTOCOL\""
+            ))
+        }
     };
     let mut it = s.splitn(7, ' ');
     let mut next = |what: &str| it.next().ok_or(format!("missing {what}"));
-    let code = next("response code")?.parse::<u16>().map_err(|_| "bad response code")?;
+    let code = next("response code")?
+        .parse::<u16>()
+        .map_err(|_| "bad response code")?;
     let flags = next("response flags")?.to_string();
-    let bytes_received = next("bytes received")?.parse::<u64>().map_err(|_| "bad bytes received")?;
-    let bytes_sent = next("bytes sent")?.parse::<u64>().map_err(|_| "bad bytes sent")?;
-    let duration_ms = next("duration")?.parse::<u64>().map_err(|_| "bad duration")?;
+    let bytes_received = next("bytes received")?
+        .parse::<u64>()
+        .map_err(|_| "bad bytes received")?;
+    let bytes_sent = next("bytes sent")?
+        .parse::<u64>()
+        .map_err(|_| "bad bytes sent")?;
+    let duration_ms = next("duration")?
+        .parse::<u64>()
+        .map_err(|_| "bad duration")?;
     let upstream_service_time = next("upstream service time")?.to_string();
     let s = next("quoted fields")?;
     if !(upstream_service_time == "-" || upstream_service_time.parse::<u64>().is_ok()) {
-        return Err(format!("upstream service time {upstream_service_time:?} is neither '-' nor an integer"));
+        return Err(format!(
+            "upstream service time {upstream_service_time:?} is neither '-' nor an integer"
+        ));
     }
-    if !(flags == "-" || flags.split(',').all(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_uppercase()))) {
-        return Err(format!("response flags {flags:?} are not '-' or upper-case codes"));
+    if !(flags == "-"
+        || flags
+            .split(',')
+            .all(|f| !f.is_empty() && f.chars().all(|c| c.is_ascii_uppercase())))
+    {
+        return Err(format!(
+            "response flags {flags:?} are not '-' or upper-case codes"
+        ));
     }
     let (forwarded_for, s) = quoted(s, "x-forwarded-for")?;
     let (user_agent, s) = quoted(s, "user-agent")?;

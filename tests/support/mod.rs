@@ -33,7 +33,9 @@ pub use upstream::{RecordedRequest, TestUpstream};
 /// from a large range, so two tests receiving the same one is very unlikely).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    l.local_addr().expect("local_addr of a bound listener").port()
+    l.local_addr()
+        .expect("local_addr of a bound listener")
+        .port()
 }
 
 /// Runs curl with `-sS --max-time 30` plus `args`. Panics with a clear message when curl is
@@ -49,10 +51,16 @@ pub fn curl_with_stdin(args: &[&str], stdin: Option<Vec<u8>>) -> Output {
     let mut cmd = Command::new("curl");
     cmd.args(["-sS", "--max-time", "30"]).args(args);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => panic!("cannot run curl ({e}); install it (tests/run does: apt-get install -y curl)"),
+        Err(e) => {
+            panic!("cannot run curl ({e}); install it (tests/run does: apt-get install -y curl)")
+        }
     };
     let feeder = stdin.map(|data| {
         let mut pipe = child.stdin.take().expect("curl stdin was piped");

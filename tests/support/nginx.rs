@@ -65,7 +65,8 @@ http {{
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("write nginx.conf");
-        let stderr = std::fs::File::create(dir.join("stderr.log")).expect("create nginx stderr log");
+        let stderr =
+            std::fs::File::create(dir.join("stderr.log")).expect("create nginx stderr log");
         let child = Command::new(&bin)
             .arg("-p")
             .arg(dir.path())
@@ -78,7 +79,12 @@ http {{
             .stderr(Stdio::from(stderr))
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-        let mut n = Nginx { port, big_sha256: sha256_hex(&data), child: Some(child), dir };
+        let mut n = Nginx {
+            port,
+            big_sha256: sha256_hex(&data),
+            child: Some(child),
+            dir,
+        };
         let up = wait_until(Duration::from_secs(10), || {
             if let Some(c) = n.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
@@ -88,7 +94,10 @@ http {{
             TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
         });
         if up.is_none() {
-            panic!("nginx did not listen on 127.0.0.1:{port} within 10 s:\n{}", n.logs());
+            panic!(
+                "nginx did not listen on 127.0.0.1:{port} within 10 s:\n{}",
+                n.logs()
+            );
         }
         n
     }
@@ -96,12 +105,18 @@ http {{
     /// nginx's stderr and error log, for failure messages.
     pub fn logs(&self) -> String {
         let read = |name: &str| std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
-        format!("--- nginx stderr ---\n{}--- nginx error.log ---\n{}", read("stderr.log"), read("error.log"))
+        format!(
+            "--- nginx stderr ---\n{}--- nginx error.log ---\n{}",
+            read("stderr.log"),
+            read("error.log")
+        )
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Kills nginx and waits for it (also done by Drop).

@@ -29,7 +29,10 @@ impl RawResponse {
     }
 
     pub fn header_count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
     }
 
     pub fn body_text(&self) -> String {
@@ -51,7 +54,11 @@ impl RawConn {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_nodelay(true)?;
         let writer = s.try_clone()?;
-        Ok(RawConn { reader: BufReader::with_capacity(64 * 1024, s), writer, timeout: Duration::from_secs(10) })
+        Ok(RawConn {
+            reader: BufReader::with_capacity(64 * 1024, s),
+            writer,
+            timeout: Duration::from_secs(10),
+        })
     }
 
     /// Connects or panics with the port in the message.
@@ -86,7 +93,10 @@ impl RawConn {
     fn arm(&mut self, deadline: Instant) -> io::Result<()> {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "response deadline passed"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "response deadline passed",
+            ));
         }
         self.reader.get_ref().set_read_timeout(Some(left))
     }
@@ -98,18 +108,27 @@ impl RawConn {
         let mut head = Vec::new();
         loop {
             self.arm(deadline)?;
-            let n = (&mut self.reader).take(16 * 1024).read_until(b'\n', &mut head)?;
+            let n = (&mut self.reader)
+                .take(16 * 1024)
+                .read_until(b'\n', &mut head)?;
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("connection closed after {} bytes of response head: {:?}", head.len(), String::from_utf8_lossy(&head)),
+                    format!(
+                        "connection closed after {} bytes of response head: {:?}",
+                        head.len(),
+                        String::from_utf8_lossy(&head)
+                    ),
                 ));
             }
             if head.ends_with(b"\r\n\r\n") {
                 break;
             }
             if head.len() > 256 * 1024 {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "response head over 256 KiB"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "response head over 256 KiB",
+                ));
             }
         }
         let mut hdrs = [httparse::EMPTY_HEADER; 128];
@@ -117,12 +136,18 @@ impl RawConn {
         match resp.parse(&head) {
             Ok(httparse::Status::Complete(_)) => {}
             Ok(httparse::Status::Partial) => {
-                return Err(io::Error::new(io::ErrorKind::InvalidData, "partial response head"))
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "partial response head",
+                ))
             }
             Err(e) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("bad response head ({e}): {:?}", String::from_utf8_lossy(&head)),
+                    format!(
+                        "bad response head ({e}): {:?}",
+                        String::from_utf8_lossy(&head)
+                    ),
                 ))
             }
         }
@@ -131,10 +156,21 @@ impl RawConn {
         let headers: Vec<(String, String)> = resp
             .headers
             .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect();
-        let mut out = RawResponse { status, version, headers, body: Vec::new() };
-        let no_body = head_request || (100..200).contains(&status) || status == 204 || status == 304;
+        let mut out = RawResponse {
+            status,
+            version,
+            headers,
+            body: Vec::new(),
+        };
+        let no_body =
+            head_request || (100..200).contains(&status) || status == 204 || status == 304;
         if no_body {
             return Ok(out);
         }
@@ -150,10 +186,12 @@ impl RawConn {
             })?;
             out.body = body;
         } else if let Some(cl) = out.header("content-length") {
-            let n: usize = cl
-                .trim()
-                .parse()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("bad content-length {cl:?}")))?;
+            let n: usize = cl.trim().parse().map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad content-length {cl:?}"),
+                )
+            })?;
             let mut body = vec![0u8; n];
             self.reader.read_exact(&mut body)?;
             out.body = body;
@@ -192,7 +230,10 @@ impl RawConn {
         let _ = self.reader.get_ref().set_read_timeout(Some(within));
         match self.reader.fill_buf() {
             Ok(b) => b.is_empty(),
-            Err(e) => matches!(e.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe),
+            Err(e) => matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ),
         }
     }
 }
@@ -201,8 +242,10 @@ impl RawConn {
 pub fn http_get(port: u16, path: &str) -> RawResponse {
     let mut c = RawConn::open(port);
     let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    c.send(req.as_bytes()).unwrap_or_else(|e| panic!("send GET {path} to port {port}: {e}"));
-    c.read_response().unwrap_or_else(|e| panic!("read response to GET {path} from port {port}: {e}"))
+    c.send(req.as_bytes())
+        .unwrap_or_else(|e| panic!("send GET {path} to port {port}: {e}"));
+    c.read_response()
+        .unwrap_or_else(|e| panic!("read response to GET {path} from port {port}: {e}"))
 }
 
 /// One request with `method` on a fresh connection (`connection: close`).

@@ -57,11 +57,23 @@ impl Ringway {
     pub fn start_with_args(yaml: &str, extra: &[&str]) -> Ringway {
         let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
             .unwrap_or_else(|e| panic!("test config is not YAML ({e}):\n{yaml}"));
-        let admin_port = port_at(&parsed, &["admin", "address", "socket_address", "port_value"])
-            .unwrap_or_else(|| panic!("test config has no admin.address.socket_address.port_value:\n{yaml}"));
+        let admin_port = port_at(
+            &parsed,
+            &["admin", "address", "socket_address", "port_value"],
+        )
+        .unwrap_or_else(|| {
+            panic!("test config has no admin.address.socket_address.port_value:\n{yaml}")
+        });
         let listen_port = port_at(
             &parsed,
-            &["static_resources", "listeners", "0", "address", "socket_address", "port_value"],
+            &[
+                "static_resources",
+                "listeners",
+                "0",
+                "address",
+                "socket_address",
+                "port_value",
+            ],
         )
         .unwrap_or(0);
         let dir = TempDir::new("ringway");
@@ -86,8 +98,17 @@ impl Ringway {
             .stderr(Stdio::from(stderr))
             // Own process group, so Drop can kill anything it spawned too.
             .process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let mut rw = Ringway { child, exit: None, listen_port, admin_port, config_path, dir };
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let mut rw = Ringway {
+            child,
+            exit: None,
+            listen_port,
+            admin_port,
+            config_path,
+            dir,
+        };
         rw.wait_ready();
         rw
     }
@@ -175,7 +196,8 @@ impl Ringway {
     pub fn stats(&self) -> BTreeMap<String, u64> {
         let (code, body) = self.admin_get("/stats");
         assert_eq!(code, 200, "/stats answered {code}: {body}");
-        parse_stats_text(&body).unwrap_or_else(|e| panic!("/stats output does not parse: {e}\n{body}"))
+        parse_stats_text(&body)
+            .unwrap_or_else(|e| panic!("/stats output does not parse: {e}\n{body}"))
     }
 
     /// One stat from `/stats`; panics listing the stats that do exist when it is missing.
@@ -191,14 +213,18 @@ impl Ringway {
         }
     }
 
-    /// Polls `stat(name)` until it equals `expected` (5 s), returning the last value seen. Counters
-    /// are written when a request ends, which can be a moment after the client has its response.
-    pub fn wait_stat(&self, name: &str, expected: u64) -> u64 {
+    /// Asserts that `stat(name)` reaches `expected`, polling for up to 5 s: counters are written
+    /// when a request ends, which can be a moment after the client has its response.
+    pub fn wait_stat(&self, name: &str, expected: u64) {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let v = self.stats().get(name).copied();
-            if v == Some(expected) || Instant::now() >= deadline {
-                return v.unwrap_or_else(|| self.stat(name));
+            if v == Some(expected) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let seen = self.stat(name); // panics listing near names if missing
+                panic!("stat {name} is {seen}, expected {expected}");
             }
             std::thread::sleep(Duration::from_millis(25));
         }

@@ -54,7 +54,10 @@ impl RecordedRequest {
     }
 
     pub fn header_count(&self, name: &str) -> usize {
-        self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count()
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
     }
 }
 
@@ -95,7 +98,10 @@ impl TestUpstream {
 
     fn start_inner(id: Option<String>) -> TestUpstream {
         let listener = TcpListener::bind("127.0.0.1:0").expect("test upstream: bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("test upstream: local_addr").port();
+        let port = listener
+            .local_addr()
+            .expect("test upstream: local_addr")
+            .port();
         let state = Arc::new(State {
             id: id.unwrap_or_else(|| format!("u{port}")),
             connections: AtomicU64::new(0),
@@ -125,7 +131,11 @@ impl TestUpstream {
                 }
             })
             .expect("spawn test upstream acceptor");
-        TestUpstream { port, state, acceptor: Some(acceptor) }
+        TestUpstream {
+            port,
+            state,
+            acceptor: Some(acceptor),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -164,7 +174,9 @@ impl TestUpstream {
 
     /// Close keep-alive connections that stay idle for `t` (zero: never).
     pub fn idle_close_after(&self, t: Duration) {
-        self.state.idle_close_ms.store(t.as_millis() as u64, Ordering::SeqCst);
+        self.state
+            .idle_close_ms
+            .store(t.as_millis() as u64, Ordering::SeqCst);
     }
 }
 
@@ -210,12 +222,23 @@ fn invalid(msg: String) -> io::Error {
 /// Reads one request head; `Ok(None)` on a clean close (or idle timeout) between requests.
 fn read_head(st: &State, r: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
     let idle = st.idle_close_ms.load(Ordering::SeqCst);
-    let wait = if idle > 0 { Duration::from_millis(idle) } else { SAFETY_TIMEOUT };
+    let wait = if idle > 0 {
+        Duration::from_millis(idle)
+    } else {
+        SAFETY_TIMEOUT
+    };
     r.get_ref().set_read_timeout(Some(wait))?;
     match r.fill_buf() {
         Ok([]) => return Ok(None),
         Ok(_) => {}
-        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => return Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Ok(None)
+        }
         Err(e) => return Err(e),
     }
     r.get_ref().set_read_timeout(Some(SAFETY_TIMEOUT))?;
@@ -223,7 +246,10 @@ fn read_head(st: &State, r: &mut BufReader<TcpStream>) -> io::Result<Option<Head
     loop {
         let n = r.by_ref().take(64 * 1024).read_until(b'\n', &mut buf)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "eof inside request head"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "eof inside request head",
+            ));
         }
         if buf.ends_with(b"\r\n\r\n") {
             break;
@@ -236,7 +262,12 @@ fn read_head(st: &State, r: &mut BufReader<TcpStream>) -> io::Result<Option<Head
     let mut req = httparse::Request::new(&mut hdrs);
     match req.parse(&buf) {
         Ok(httparse::Status::Complete(_)) => {}
-        other => return Err(invalid(format!("bad request head {other:?}: {:?}", String::from_utf8_lossy(&buf)))),
+        other => {
+            return Err(invalid(format!(
+                "bad request head {other:?}: {:?}",
+                String::from_utf8_lossy(&buf)
+            )))
+        }
     }
     Ok(Some(Head {
         method: req.method.unwrap_or("").to_string(),
@@ -245,7 +276,12 @@ fn read_head(st: &State, r: &mut BufReader<TcpStream>) -> io::Result<Option<Head
         headers: req
             .headers
             .iter()
-            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_ascii_lowercase(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
     }))
 }
@@ -274,7 +310,11 @@ fn framing(h: &Head) -> io::Result<Framing> {
 }
 
 /// Reads the request body, handing each piece to `f`; returns its length.
-fn read_body(r: &mut BufReader<TcpStream>, fr: &Framing, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
+fn read_body(
+    r: &mut BufReader<TcpStream>,
+    fr: &Framing,
+    mut f: impl FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<u64> {
     match *fr {
         Framing::None => Ok(0),
         Framing::Chunked => chunked::read_chunked(r, f),
@@ -342,7 +382,11 @@ fn serve_connection(st: &State, stream: TcpStream, conn_index: u64) -> io::Resul
         }
         let is_head = head.method.eq_ignore_ascii_case("HEAD");
         let conn_hdr = if keep_alive { "keep-alive" } else { "close" };
-        let ver = if head.version == 0 { "HTTP/1.0" } else { "HTTP/1.1" };
+        let ver = if head.version == 0 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        };
 
         // Decide whether this one fails before touching the body, then read the body anyway so the
         // connection stays in sync for the next request.
@@ -434,11 +478,20 @@ fn write_response(
     body: Body,
 ) -> io::Result<()> {
     let bodyless = code == 204 || code == 304 || (100..200).contains(&code);
-    let mut head = format!("{ver} {code} {}\r\nx-upstream-id: {id}\r\nconnection: {conn_hdr}\r\n", reason(code));
+    let mut head = format!(
+        "{ver} {code} {}\r\nx-upstream-id: {id}\r\nconnection: {conn_hdr}\r\n",
+        reason(code)
+    );
     match &body {
-        Body::Text(t) if !bodyless => head.push_str(&format!("content-type: text/plain\r\ncontent-length: {}\r\n", t.len())),
-        Body::Pattern(n) => head.push_str(&format!("content-type: application/octet-stream\r\ncontent-length: {n}\r\n")),
-        Body::PatternChunked(_) => head.push_str("content-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n"),
+        Body::Text(t) if !bodyless => head.push_str(&format!(
+            "content-type: text/plain\r\ncontent-length: {}\r\n",
+            t.len()
+        )),
+        Body::Pattern(n) => head.push_str(&format!(
+            "content-type: application/octet-stream\r\ncontent-length: {n}\r\n"
+        )),
+        Body::PatternChunked(_) => head
+            .push_str("content-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n"),
         _ => {}
     }
     head.push_str("\r\n");
@@ -491,7 +544,9 @@ fn echo(
         Framing::Length(n) => format!("content-length: {n}"),
         Framing::None => "content-length: 0".to_string(),
     };
-    let head = format!("{ver} 200 OK\r\nx-upstream-id: {id}\r\nconnection: {conn_hdr}\r\n{framing_hdr}\r\n\r\n");
+    let head = format!(
+        "{ver} 200 OK\r\nx-upstream-id: {id}\r\nconnection: {conn_hdr}\r\n{framing_hdr}\r\n\r\n"
+    );
     w.write_all(head.as_bytes())?;
     let chunked_out = matches!(fr, Framing::Chunked);
     let mut out = w.try_clone()?;
