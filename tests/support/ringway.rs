@@ -118,10 +118,8 @@ impl Ringway {
         let mut last: String;
         loop {
             if let Some(status) = self.try_exit() {
-                panic!(
-                    "ringway exited during start-up ({status}) before /ready answered 200\n{}",
-                    self.diagnostics()
-                );
+                // Drop prints config, stderr and stdout after this message.
+                panic!("ringway exited during start-up ({status}) before /ready answered 200");
             }
             match self.try_admin("GET", "/ready") {
                 Ok((200, _)) => return,
@@ -129,10 +127,7 @@ impl Ringway {
                 Err(e) => last = format!("admin 127.0.0.1:{}: {e}", self.admin_port),
             }
             if Instant::now() >= deadline {
-                panic!(
-                    "ringway not ready within {START_DEADLINE:?} (last: {last})\n{}",
-                    self.diagnostics()
-                );
+                panic!("ringway not ready within {START_DEADLINE:?} (last: {last})");
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -178,13 +173,13 @@ impl Ringway {
     /// GET on the admin listener: (status, body). Panics (with ringway's stderr) if unreachable.
     pub fn admin_get(&self, path: &str) -> (u16, String) {
         self.try_admin("GET", path)
-            .unwrap_or_else(|e| panic!("admin GET {path}: {e}\n{}", self.diagnostics()))
+            .unwrap_or_else(|e| panic!("admin GET {path}: {e}"))
     }
 
     /// POST on the admin listener: (status, body).
     pub fn admin_post(&self, path: &str) -> (u16, String) {
         self.try_admin("POST", path)
-            .unwrap_or_else(|e| panic!("admin POST {path}: {e}\n{}", self.diagnostics()))
+            .unwrap_or_else(|e| panic!("admin POST {path}: {e}"))
     }
 
     /// Like `admin_get`, without panicking (for polling during shutdown).
