@@ -1,0 +1,165 @@
+//! The admin listener: /ready, /stats counters that equal the requests sent, /stats/prometheus in
+//! a strictly valid exposition format, /clusters, /server_info, and the access log file.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::time::Duration;
+
+use support::formats::{parse_access_line, parse_prometheus};
+use support::*;
+
+#[test]
+fn ready_and_server_info() {
+    let u = TestUpstream::start();
+    let rw = Ringway::start(&ConfigBuilder::single(&[u.port]).render());
+    let (code, body) = rw.admin_get("/ready");
+    assert_eq!((code, body.trim()), (200, "LIVE"), "/ready");
+    let (code, body) = rw.admin_get("/server_info");
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("/server_info is not JSON ({e}): {body}"));
+    assert!(v.is_object(), "/server_info is not a JSON object: {body}");
+}
+
+#[test]
+fn stats_count_every_request() {
+    let u = TestUpstream::start();
+    let cfg = ConfigBuilder::single(&[u.port]).stat_prefix("ingress_http");
+    let rw = Ringway::start(&cfg.render());
+    const N: u64 = 30;
+    for i in 0..N {
+        assert_eq!(http_get(rw.listen_port, &format!("/n/{i}")).status, 200);
+    }
+    rw.wait_stat("http.ingress_http.downstream_rq_total", N);
+    rw.wait_stat("cluster.backend.upstream_rq_total", N);
+    rw.wait_stat("cluster.backend.upstream_rq_200", N);
+    let cx = rw.stat("cluster.backend.upstream_cx_total");
+    assert!(
+        (1..=N).contains(&cx),
+        "cluster.backend.upstream_cx_total = {cx}"
+    );
+    assert_eq!(u.requests(), N);
+
+    // Other status classes land in their own counters.
+    assert_eq!(http_get(rw.listen_port, "/status/503").status, 503);
+    rw.wait_stat("cluster.backend.upstream_rq_503", 1);
+    rw.wait_stat("cluster.backend.upstream_rq_total", N + 1);
+}
+
+#[test]
+fn prometheus_output_parses_and_matches_stats() {
+    let u = TestUpstream::start();
+    let cfg = ConfigBuilder::new()
+        .cluster("service1", &[u.port])
+        .route(Route::prefix("/", "service1"));
+    let rw = Ringway::start(&cfg.render());
+    for _ in 0..12 {
+        assert_eq!(http_get(rw.listen_port, "/").status, 200);
+    }
+    rw.wait_stat("cluster.service1.upstream_rq_total", 12);
+    let (code, body) = rw.admin_get("/stats/prometheus");
+    assert_eq!(code, 200);
+    let samples = parse_prometheus(&body)
+        .unwrap_or_else(|e| panic!("/stats/prometheus does not parse: {e}\n{body}"));
+    let total = samples
+        .iter()
+        .find(|s| {
+            s.name == "envoy_cluster_upstream_rq_total"
+                && s.label("envoy_cluster_name") == Some("service1")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no envoy_cluster_upstream_rq_total{{envoy_cluster_name=\"service1\"}} in:\n{body}"
+            )
+        });
+    assert_eq!(total.value, 12.0);
+}
+
+#[test]
+fn clusters_lists_endpoints() {
+    let u = TestUpstream::start();
+    let cfg = ConfigBuilder::new()
+        .cluster("service1", &[u.port])
+        .route(Route::prefix("/", "service1"));
+    let rw = Ringway::start(&cfg.render());
+    let (code, body) = rw.admin_get("/clusters");
+    assert_eq!(code, 200);
+    assert!(
+        body.contains(&format!("service1::127.0.0.1:{}", u.port)),
+        "/clusters does not list service1's endpoint in Envoy's `cluster::host:port::...` form:\n{body}"
+    );
+}
+
+#[test]
+fn access_log_has_one_envoy_format_line_per_request() {
+    let u = TestUpstream::start();
+    let dir = TempDir::new("access-log");
+    let path = dir.join("access.log");
+    let cfg = ConfigBuilder::single(&[u.port]).access_log(&path.display().to_string());
+    let rw = Ringway::start(&cfg.render());
+    for i in 0..5 {
+        let out = curl_ok(&[
+            "-A",
+            "ringway-test/1",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &rw.url(&format!("/log/{i}")),
+        ]);
+        assert_eq!(out, "200");
+    }
+    assert_eq!(http_get(rw.listen_port, "/status/404").status, 404);
+    // Lines are flushed from per-worker buffers without blocking: give them a moment.
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = wait_until(Duration::from_secs(5), || {
+        (read().lines().count() >= 6).then_some(())
+    });
+    let text = read();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.len(),
+        6,
+        "expected 6 access-log lines in {}:\n{text}",
+        path.display()
+    );
+    let mut paths = Vec::new();
+    for l in &lines {
+        let a = parse_access_line(l).unwrap_or_else(|e| {
+            panic!("access-log line not in Envoy's default format ({e}):\n{l}")
+        });
+        assert_eq!(a.method, "GET");
+        assert_eq!(a.protocol, "HTTP/1.1");
+        assert_eq!(a.request_id.len(), 36, "{l}");
+        assert_eq!(a.upstream_host, format!("127.0.0.1:{}", u.port), "{l}");
+        if a.path.starts_with("/log/") {
+            assert_eq!(
+                (a.code, a.user_agent.as_str(), a.flags.as_str()),
+                (200, "ringway-test/1", "-"),
+                "{l}"
+            );
+            assert_eq!(
+                a.bytes_sent,
+                format!("{}\n", u.id()).len() as u64,
+                "%BYTES_SENT% is the body size: {l}"
+            );
+        } else {
+            assert_eq!(a.code, 404, "{l}");
+        }
+        paths.push(a.path);
+    }
+    paths.sort();
+    assert_eq!(
+        paths,
+        [
+            "/log/0",
+            "/log/1",
+            "/log/2",
+            "/log/3",
+            "/log/4",
+            "/status/404"
+        ]
+    );
+}

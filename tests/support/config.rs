@@ -1,0 +1,278 @@
+//! Renders Envoy v3 YAML for the tests: one HTTP listener with an http_connection_manager, any
+//! number of STATIC round-robin clusters on 127.0.0.1, routes in order, optional file access log,
+//! and the admin listener. String templating on purpose: the output is what an operator would
+//! write, and a test can print it. Ports come from `free_port()`.
+
+use super::free_port;
+
+/// Quotes a string as a YAML double-quoted scalar (JSON strings are valid YAML).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+}
+
+#[derive(Debug, Clone)]
+enum PathMatch {
+    Prefix(String),
+    Path(String),
+}
+
+#[derive(Debug, Clone)]
+enum Action {
+    Cluster {
+        name: String,
+        timeout: Option<String>,
+        prefix_rewrite: Option<String>,
+        retry: Option<(String, u32, Option<String>)>,
+    },
+    Direct {
+        status: u16,
+        body: String,
+    },
+}
+
+/// One route: a match and what to do with it.
+#[derive(Debug, Clone)]
+pub struct Route {
+    path: PathMatch,
+    headers: Vec<(String, String)>,
+    action: Action,
+}
+
+impl Route {
+    /// `match: { prefix }` forwarding to `cluster`.
+    pub fn prefix(prefix: &str, cluster: &str) -> Route {
+        Route {
+            path: PathMatch::Prefix(prefix.into()),
+            headers: Vec::new(),
+            action: Self::to(cluster),
+        }
+    }
+
+    /// `match: { path }` (exact) forwarding to `cluster`.
+    pub fn path(path: &str, cluster: &str) -> Route {
+        Route {
+            path: PathMatch::Path(path.into()),
+            headers: Vec::new(),
+            action: Self::to(cluster),
+        }
+    }
+
+    /// `match: { prefix }` answered by `direct_response`.
+    pub fn direct(prefix: &str, status: u16, body: &str) -> Route {
+        Route {
+            path: PathMatch::Prefix(prefix.into()),
+            headers: Vec::new(),
+            action: Action::Direct {
+                status,
+                body: body.into(),
+            },
+        }
+    }
+
+    fn to(cluster: &str) -> Action {
+        Action::Cluster {
+            name: cluster.into(),
+            timeout: None,
+            prefix_rewrite: None,
+            retry: None,
+        }
+    }
+
+    /// Adds an exact header match (`headers: [{name, string_match: {exact}}]`).
+    pub fn header(mut self, name: &str, exact: &str) -> Route {
+        self.headers.push((name.into(), exact.into()));
+        self
+    }
+
+    /// `route.timeout`, e.g. "0.5s".
+    pub fn timeout(mut self, t: &str) -> Route {
+        if let Action::Cluster { timeout, .. } = &mut self.action {
+            *timeout = Some(t.into());
+        }
+        self
+    }
+
+    pub fn prefix_rewrite(mut self, p: &str) -> Route {
+        if let Action::Cluster { prefix_rewrite, .. } = &mut self.action {
+            *prefix_rewrite = Some(p.into());
+        }
+        self
+    }
+
+    /// `route.retry_policy { retry_on, num_retries, per_try_timeout }`.
+    pub fn retry(
+        mut self,
+        retry_on: &str,
+        num_retries: u32,
+        per_try_timeout: Option<&str>,
+    ) -> Route {
+        if let Action::Cluster { retry, .. } = &mut self.action {
+            *retry = Some((
+                retry_on.into(),
+                num_retries,
+                per_try_timeout.map(Into::into),
+            ));
+        }
+        self
+    }
+
+    fn render(&self, out: &mut String) {
+        let m = match &self.path {
+            PathMatch::Prefix(p) => format!("prefix: {}", q(p)),
+            PathMatch::Path(p) => format!("path: {}", q(p)),
+        };
+        out.push_str(&format!("              - match:\n                  {m}\n"));
+        if !self.headers.is_empty() {
+            out.push_str("                  headers:\n");
+            for (n, v) in &self.headers {
+                out.push_str(&format!(
+                    "                  - name: {}\n                    string_match: {{ exact: {} }}\n",
+                    q(n),
+                    q(v)
+                ));
+            }
+        }
+        match &self.action {
+            Action::Cluster {
+                name,
+                timeout,
+                prefix_rewrite,
+                retry,
+            } => {
+                out.push_str(&format!(
+                    "                route:\n                  cluster: {}\n",
+                    q(name)
+                ));
+                if let Some(t) = timeout {
+                    out.push_str(&format!("                  timeout: {}\n", q(t)));
+                }
+                if let Some(p) = prefix_rewrite {
+                    out.push_str(&format!("                  prefix_rewrite: {}\n", q(p)));
+                }
+                if let Some((on, n, per_try)) = retry {
+                    out.push_str(&format!(
+                        "                  retry_policy:\n                    retry_on: {}\n                    num_retries: {n}\n",
+                        q(on)
+                    ));
+                    if let Some(t) = per_try {
+                        out.push_str(&format!("                    per_try_timeout: {}\n", q(t)));
+                    }
+                }
+            }
+            Action::Direct { status, body } => {
+                out.push_str(&format!(
+                    "                direct_response:\n                  status: {status}\n                  body:\n                    inline_string: {}\n",
+                    q(body)
+                ));
+            }
+        }
+    }
+}
+
+/// Builder for a whole bootstrap.
+#[derive(Debug, Clone)]
+pub struct ConfigBuilder {
+    pub listen_port: u16,
+    pub admin_port: u16,
+    pub stat_prefix: String,
+    clusters: Vec<(String, Vec<u16>)>,
+    routes: Vec<Route>,
+    access_log: Option<String>,
+}
+
+impl Default for ConfigBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ConfigBuilder {
+    /// A listener and an admin listener on fresh free ports, stat_prefix `ingress_http`.
+    pub fn new() -> ConfigBuilder {
+        ConfigBuilder {
+            listen_port: free_port(),
+            admin_port: free_port(),
+            stat_prefix: "ingress_http".into(),
+            clusters: Vec::new(),
+            routes: Vec::new(),
+            access_log: None,
+        }
+    }
+
+    /// The common case: cluster `backend` with the given endpoints, every path routed to it.
+    pub fn single(ports: &[u16]) -> ConfigBuilder {
+        ConfigBuilder::new()
+            .cluster("backend", ports)
+            .route(Route::prefix("/", "backend"))
+    }
+
+    /// A STATIC ROUND_ROBIN cluster with endpoints on 127.0.0.1 at `ports`.
+    pub fn cluster(mut self, name: &str, ports: &[u16]) -> ConfigBuilder {
+        self.clusters.push((name.into(), ports.to_vec()));
+        self
+    }
+
+    pub fn route(mut self, r: Route) -> ConfigBuilder {
+        self.routes.push(r);
+        self
+    }
+
+    pub fn stat_prefix(mut self, p: &str) -> ConfigBuilder {
+        self.stat_prefix = p.into();
+        self
+    }
+
+    /// `envoy.access_loggers.file` to `path` with the default format.
+    pub fn access_log(mut self, path: &str) -> ConfigBuilder {
+        self.access_log = Some(path.into());
+        self
+    }
+
+    pub fn render(&self) -> String {
+        let mut y = String::new();
+        y.push_str("static_resources:\n  listeners:\n  - name: listener_0\n");
+        y.push_str(&format!(
+            "    address:\n      socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
+            self.listen_port
+        ));
+        y.push_str("    filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n");
+        y.push_str("        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n");
+        y.push_str(&format!(
+            "          stat_prefix: {}\n",
+            q(&self.stat_prefix)
+        ));
+        if let Some(path) = &self.access_log {
+            y.push_str("          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n");
+            y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n");
+            y.push_str(&format!("              path: {}\n", q(path)));
+        }
+        y.push_str(
+            "          route_config:\n            name: local_route\n            virtual_hosts:\n",
+        );
+        y.push_str(
+            "            - name: backend\n              domains: [\"*\"]\n              routes:\n",
+        );
+        for r in &self.routes {
+            r.render(&mut y);
+        }
+        y.push_str("          http_filters:\n          - name: envoy.filters.http.router\n            typed_config:\n");
+        y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
+        y.push_str("  clusters:\n");
+        for (name, ports) in &self.clusters {
+            y.push_str(&format!(
+                "  - name: {n}\n    connect_timeout: 1s\n    type: STATIC\n    lb_policy: ROUND_ROBIN\n    load_assignment:\n      cluster_name: {n}\n      endpoints:\n      - lb_endpoints:\n",
+                n = q(name)
+            ));
+            for p in ports {
+                y.push_str(&format!(
+                    "        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {p} }}\n"
+                ));
+            }
+        }
+        y.push_str(&format!(
+            "admin:\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
+            self.admin_port
+        ));
+        y
+    }
+}
