@@ -41,7 +41,8 @@ enum BodyPlan {
     BufferedChunked,
     /// Streams from the client while sending; not replayable after the first body byte.
     StreamLength(u64),
-    StreamChunked,
+    /// The decoded-and-re-encoded prefix is in `body`; the decoder carries on from there.
+    StreamChunked(ChunkedDecoder),
 }
 
 /// Why an attempt failed before a usable response head.
@@ -58,6 +59,8 @@ enum AttemptError {
     Protocol,
     /// The client went away while we were reading its body.
     Downstream,
+    /// The client's chunked body turned out malformed while streaming.
+    BadBody,
 }
 
 /// Serves `req` by forwarding it to `action.cluster`. Writes the response (or a local reply)
@@ -138,7 +141,7 @@ pub async fn forward(
             return;
         }
     }
-    let plan = match plan_body(w, c, req, log).await {
+    let mut plan = match plan_body(w, c, req, log).await {
         Ok(p) => p,
         Err(status) => {
             c.close = true;
@@ -166,6 +169,9 @@ pub async fn forward(
         .any(|h| h.name.get(&c.head).eq_ignore_ascii_case(b"x-request-id"));
     if hcm.generate_request_id && !has_request_id {
         w.rng.borrow_mut().write_uuid_v4(&mut c.scratch);
+        log.generated_request_id.clear();
+        log.generated_request_id
+            .extend_from_slice(&c.scratch[path_len..]);
     }
 
     // 3-4. attempts
@@ -210,7 +216,7 @@ pub async fn forward(
             hcm,
             req,
             &mut conn,
-            &plan,
+            &mut plan,
             path_len,
             host_rewrite,
             try_deadline,
@@ -261,7 +267,7 @@ pub async fn forward(
                 w.pool
                     .borrow_mut()
                     .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
-                if matches!(e, AttemptError::Downstream) {
+                if matches!(e, AttemptError::Downstream | AttemptError::BadBody) {
                     break Err(e);
                 }
                 if stale && !reuse_retry_used && replayable {
@@ -341,6 +347,12 @@ pub async fn forward(
                     cs.inc(w.index, ClusterStat::UpstreamCxProtocolError);
                     (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
                 }
+                AttemptError::BadBody => {
+                    if let Some(hs) = w.stats().http.get(_listener) {
+                        hs.inc(w.index, crate::stats::HttpStat::DownstreamCxProtocolError);
+                    }
+                    (400, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR, b"malformed chunked body")
+                }
                 AttemptError::Downstream => {
                     c.close = true;
                     log.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
@@ -354,7 +366,7 @@ pub async fn forward(
                     .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
             }
             // A streamed body that was not fully read leaves the connection unusable.
-            let unread = matches!(plan, BodyPlan::StreamLength(_) | BodyPlan::StreamChunked);
+            let unread = matches!(plan, BodyPlan::StreamLength(_) | BodyPlan::StreamChunked(_));
             local_reply(c, req, log, status, body, hcm, unread, &[]).await;
         }
     }
@@ -491,17 +503,29 @@ async fn plan_body(
         }
         BodyFraming::Length(n) => Ok(BodyPlan::StreamLength(n)),
         BodyFraming::Chunked => {
-            // Decode what has already arrived; if the whole body is there and small, keep it.
+            // Small chunked bodies are read (and validated) whole before the upstream sees
+            // anything, so a malformed one never reaches it and the request stays replayable.
+            // Past the retry buffer the body streams, carrying the decoder on.
             c.body.clear();
             let mut dec = ChunkedDecoder::new();
-            let consumed = dec.feed(&c.rbuf, &mut c.body, true).map_err(|_| 400u16)?;
-            if dec.is_done() && c.body.len() <= limit {
+            loop {
+                let consumed = dec.feed(&c.rbuf, &mut c.body, true).map_err(|_| 400u16)?;
                 c.rbuf.drain(..consumed);
-                log.bytes_received = c.body.len() as u64;
-                Ok(BodyPlan::BufferedChunked)
-            } else {
-                c.body.clear();
-                Ok(BodyPlan::StreamChunked)
+                if dec.is_done() {
+                    log.bytes_received = c.body.len() as u64;
+                    return Ok(BodyPlan::BufferedChunked);
+                }
+                if c.body.len() >= limit {
+                    return Ok(BodyPlan::StreamChunked(dec));
+                }
+                let buf = std::mem::take(&mut c.rbuf);
+                let until = body_deadline(w);
+                let chunk = w.shared.tuning.body_chunk_bytes;
+                let (res, buf) = read_append_until(&mut c.stream, buf, chunk, until).await;
+                c.rbuf = buf;
+                if res.is_err() {
+                    return Err(0);
+                }
             }
         }
     }
@@ -525,7 +549,7 @@ async fn attempt(
     hcm: &HttpConnectionManager,
     req: &Request,
     conn: &mut UpstreamConn,
-    plan: &BodyPlan,
+    plan: &mut BodyPlan,
     path_len: usize,
     host_rewrite: Option<&[u8]>,
     deadline: Option<Instant>,
@@ -539,7 +563,7 @@ async fn attempt(
     let framing = match plan {
         BodyPlan::Empty => None,
         BodyPlan::BufferedLength(n) | BodyPlan::StreamLength(n) => Some(Some(*n)),
-        BodyPlan::BufferedChunked | BodyPlan::StreamChunked => Some(None),
+        BodyPlan::BufferedChunked | BodyPlan::StreamChunked(_) => Some(None),
     };
     let upstream_req = UpstreamRequest {
         method: req.head.method_span.get(&c.head),
@@ -556,8 +580,11 @@ async fn attempt(
         BodyPlan::BufferedLength(n) => {
             out.extend_from_slice(&c.rbuf[..(*n as usize).min(c.rbuf.len())])
         }
-        BodyPlan::BufferedChunked => out.extend_from_slice(&c.body),
+        BodyPlan::BufferedChunked | BodyPlan::StreamChunked(_) => out.extend_from_slice(&c.body),
         _ => {}
+    }
+    if matches!(plan, BodyPlan::StreamChunked(_)) && !c.body.is_empty() {
+        *sent_body_bytes = true;
     }
     let tx = out.len() as u64;
     let (res, out) = write_all_until(&mut conn.stream, out, deadline).await;
@@ -577,7 +604,9 @@ async fn attempt(
     // Streamed bodies follow.
     match plan {
         BodyPlan::StreamLength(n) => stream_length_body(w, c, conn, *n, sent_body_bytes).await?,
-        BodyPlan::StreamChunked => stream_chunked_body(w, c, conn, sent_body_bytes).await?,
+        BodyPlan::StreamChunked(dec) => {
+            stream_chunked_body(w, c, conn, dec, sent_body_bytes).await?
+        }
         _ => {}
     }
     read_response_head(w, c, req, conn, deadline).await
@@ -620,20 +649,26 @@ async fn stream_chunked_body(
     w: &Rc<Worker>,
     c: &mut Downstream,
     conn: &mut UpstreamConn,
+    dec: &mut ChunkedDecoder,
     sent: &mut bool,
 ) -> Result<(), AttemptError> {
     let chunk = w.shared.tuning.body_chunk_bytes;
-    let mut dec = ChunkedDecoder::new();
     let mut out = std::mem::take(&mut c.body);
-    loop {
+    let result = loop {
+        if dec.is_done() {
+            break Ok(());
+        }
+        let buf = std::mem::take(&mut c.rbuf);
+        let until = body_deadline(w);
+        let (res, buf) = read_append_until(&mut c.stream, buf, chunk, until).await;
+        c.rbuf = buf;
+        if res.is_err() {
+            break Err(AttemptError::Downstream);
+        }
         out.clear();
-        let consumed = match dec.feed(&c.rbuf, &mut out, true) {
-            Ok(n) => n,
-            Err(_) => {
-                c.body = out;
-                c.close = true;
-                return Err(AttemptError::Downstream);
-            }
+        let Ok(consumed) = dec.feed(&c.rbuf, &mut out, true) else {
+            c.close = true;
+            break Err(AttemptError::BadBody);
         };
         c.rbuf.drain(..consumed);
         if !out.is_empty() {
@@ -642,24 +677,15 @@ async fn stream_chunked_body(
             let (res, o) = write_all(&mut conn.stream, out, len).await;
             out = o;
             if res.is_err() {
-                c.body = out;
-                return Err(AttemptError::Reset {
+                break Err(AttemptError::Reset {
                     before_response: false,
                 });
             }
         }
-        if dec.is_done() {
-            c.body = out;
-            return Ok(());
-        }
-        let buf = std::mem::take(&mut c.rbuf);
-        let (res, buf) = read_append_until(&mut c.stream, buf, chunk, body_deadline(w)).await;
-        c.rbuf = buf;
-        if res.is_err() {
-            c.body = out;
-            return Err(AttemptError::Downstream);
-        }
-    }
+    };
+    out.clear();
+    c.body = out;
+    result
 }
 
 async fn read_response_head(

@@ -68,6 +68,24 @@ pub struct RequestLog {
     /// Response head as sent (for %RESP(X)%), offsets into `response_head`.
     pub response_head: Vec<u8>,
     pub response_headers: Vec<HeaderSpan>,
+    /// The x-request-id we generated (empty when the client sent one or none was generated).
+    pub generated_request_id: Vec<u8>,
+}
+
+/// The request as the upstream saw it, for the access log: the client's head plus what the
+/// proxy added (a generated x-request-id), as Envoy's %REQ(X)% shows mutated request headers.
+struct LoggedRequest<'a> {
+    view: HeadView<'a>,
+    generated_request_id: &'a [u8],
+}
+
+impl HeaderLookup for LoggedRequest<'_> {
+    fn get(&self, name: &str) -> Option<&[u8]> {
+        if name == "x-request-id" && !self.generated_request_id.is_empty() {
+            return Some(self.generated_request_id);
+        }
+        self.view.get(name)
+    }
 }
 
 /// The parsed request, with the request-line parts the rest of the path needs.
@@ -333,6 +351,7 @@ async fn handle_request(
         route_name: String::new(),
         response_head: Vec::new(),
         response_headers: Vec::new(),
+        generated_request_id: Vec::new(),
     };
     let keep_alive = req.head.keep_alive && !w.draining();
     if !keep_alive {
@@ -426,7 +445,10 @@ fn write_access_log(
     let Some(sink) = sink.as_mut() else {
         return;
     };
-    let request_view = req.view(&c.head, &c.headers);
+    let request_view = LoggedRequest {
+        view: req.view(&c.head, &c.headers),
+        generated_request_id: &log.generated_request_id,
+    };
     let response_view = HeadView {
         buf: &log.response_head,
         headers: &log.response_headers,

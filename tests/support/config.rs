@@ -241,6 +241,9 @@ impl ConfigBuilder {
             "          stat_prefix: {}\n",
             q(&self.stat_prefix)
         ));
+        // An edge listener: the peer address is the client's, so x-forwarded-for gets it (Envoy
+        // appends only with use_remote_address).
+        y.push_str("          use_remote_address: true\n");
         if let Some(path) = &self.access_log {
             y.push_str("          access_log:\n          - name: envoy.access_loggers.file\n            typed_config:\n");
             y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n");
