@@ -80,7 +80,7 @@ pub async fn forward(
 ) {
     let cluster_id = action.cluster;
     log.cluster = Some(cluster_id);
-    let shared = w.shared.clone();
+    let shared = &w.shared;
     let Some(cluster) = shared.config.clusters.get(cluster_id) else {
         local_reply(c, req, log, 503, b"no cluster", hcm, true, &[]).await;
         return;
@@ -207,6 +207,7 @@ pub async fn forward(
         log.upstream_host = Some(conn.endpoint.addr);
         cs.inc(w.index, ClusterStat::UpstreamRqTotal);
         conn.endpoint.stats.inc(w.index, EndpointStat::RqTotal);
+        conn.endpoint.stats.inc(w.index, EndpointStat::RqActive);
         conn.requests += 1;
 
         let host_rewrite = action.host_rewrite_literal.as_deref().map(str::as_bytes);
@@ -244,6 +245,7 @@ pub async fn forward(
                 {
                     retries_left -= 1;
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
+                    conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
                     let mut pool = w.pool.borrow_mut();
                     pool.discard(conn, ClusterStat::UpstreamCxDestroyLocal);
                     continue;
@@ -257,6 +259,7 @@ pub async fn forward(
             }
             Err(e) => {
                 conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
+                conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
                 let stale = conn.reused
                     && matches!(
                         e,
@@ -422,6 +425,10 @@ async fn obtain_connection(
     cluster_id: ClusterId,
     connect_timeout: Duration,
 ) -> Result<UpstreamConn, AttemptError> {
+    // Pick by index and look in the pool by address first: the endpoint's `Arc` (shared with
+    // other workers) is cloned only when a new connection needs it, so the common path touches
+    // no cross-thread reference count.
+    let now = Instant::now();
     let endpoint = {
         let membership = w.membership.borrow();
         let members = membership
@@ -443,15 +450,15 @@ async fn obtain_connection(
                 },
             )
             .ok_or(AttemptError::Connect)?;
+        let addr = members.endpoints[idx].addr;
+        if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
+            if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
+            }
+            return Ok(conn);
+        }
         members.endpoints[idx].clone()
     };
-    let now = Instant::now();
-    if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &endpoint.addr, now) {
-        if let Some(cs) = w.stats().clusters.get(cluster_id) {
-            cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
-        }
-        return Ok(conn);
-    }
     let max_cx = w
         .shared
         .config
@@ -810,6 +817,7 @@ async fn relay_response(
     c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
 
     let end = relay_body(w, c, &mut conn, body_framing, downstream, out, deadline).await;
+    conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
     log.bytes_sent = end.sent;
     if !end.client_ok {
         c.close = true;

@@ -127,7 +127,7 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, stream: TcpStream, peer: Soc
         body: Vec::new(),
         scratch: Vec::with_capacity(256),
     };
-    let cfg = w.shared.config.clone();
+    let cfg = &w.shared.config;
     let Some(listener_cfg) = cfg.listeners.get(listener) else {
         return;
     };
@@ -328,7 +328,7 @@ async fn handle_request(
     hcm: &HttpConnectionManager,
     req: Request,
 ) {
-    let stats = w.shared.stats.clone();
+    let stats = &w.shared.stats;
     let hs = stats.http.get(listener);
     if let Some(hs) = hs {
         hs.inc(w.index, HttpStat::DownstreamRqTotal);
@@ -358,7 +358,7 @@ async fn handle_request(
         c.close = true;
     }
 
-    let shared = w.shared.clone();
+    let shared = &w.shared;
     let router = &shared.routers[listener];
     let matched = {
         let view = req.view(&c.head, &c.headers);
