@@ -144,7 +144,7 @@ EOF
 global
     nbthread 1
     cpu-map 1/1 1
-    maxconn 20000
+    maxconn 4096
 defaults
     mode http
     option http-keep-alive

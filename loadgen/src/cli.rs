@@ -36,8 +36,8 @@ pub struct Args {
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
     /// CPUs to pin worker threads to, e.g. "0,2-3"; thread i gets the i-th CPU (wrapping).
-    #[arg(long, value_parser = parse_cpu_list)]
-    pub cpu_set: Option<Vec<usize>>,
+    #[arg(long)]
+    pub cpu_set: Option<String>,
     /// Request method.
     #[arg(long, short = 'm', default_value = "GET")]
     pub method: String,
@@ -239,6 +239,8 @@ impl Args {
         if self.timeout.is_zero() {
             return Err("--timeout must be positive".into());
         }
+        let cpu_set = self.cpu_set.as_deref().map(parse_cpu_list).transpose()?;
+        // Resolve last: every cheaper check has had its chance to fail first.
         let addr = (target.host.as_str(), target.port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
@@ -261,7 +263,7 @@ impl Args {
             warmup: self.warmup,
             connections: self.connections,
             threads: self.threads,
-            cpu_set: self.cpu_set,
+            cpu_set,
             timeout: self.timeout,
             request,
             head_request: self.method.eq_ignore_ascii_case("HEAD"),
@@ -321,5 +323,56 @@ mod tests {
         let a = Args::try_parse_from(["lg", "--closed", "http://127.0.0.1:1/"]).unwrap();
         assert_eq!(a.into_config().unwrap().mode, Mode::Closed);
         assert!(Args::try_parse_from(["lg", "--closed", "--rate", "5", "http://x/"]).is_err());
+    }
+
+    #[test]
+    fn full_command_line() {
+        let a = Args::try_parse_from([
+            "lg",
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "-c",
+            "8",
+            "-t",
+            "2",
+            "--cpu-set",
+            "0-1",
+            "--method",
+            "POST",
+            "-H",
+            "a: b",
+            "-H",
+            "c: d",
+            "--body",
+            "x",
+            "--poisson",
+            "--json",
+            "/tmp/x.json",
+            "http://127.0.0.1:9/p",
+        ])
+        .unwrap();
+        let c = a.into_config().unwrap();
+        assert_eq!(c.cpu_set, Some(vec![0, 1]));
+        assert_eq!((c.connections, c.threads), (8, 2));
+        assert!(matches!(
+            c.mode,
+            Mode::Open {
+                arrivals: Arrivals::Poisson,
+                ..
+            }
+        ));
+        let req = String::from_utf8(c.request).unwrap();
+        assert!(
+            req.starts_with("POST /p HTTP/1.1\r\nHost: 127.0.0.1:9\r\na: b\r\nc: d\r\n"),
+            "{req}"
+        );
+        assert!(req.ends_with("Content-Length: 1\r\n\r\nx"), "{req}");
+        let bad =
+            Args::try_parse_from(["lg", "--rate", "1", "--cpu-set", "x", "http://h/"]).unwrap();
+        assert!(bad.into_config().unwrap_err().contains("CPU list"));
     }
 }
