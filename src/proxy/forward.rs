@@ -54,7 +54,7 @@ enum AttemptError {
     /// Write failed or the upstream closed/reset before any response byte.
     Reset { before_response: bool },
     /// No response head within the per-try or route deadline.
-    Timeout { per_try: bool },
+    Timeout,
     /// The upstream's response was not valid HTTP/1.1.
     Protocol,
     /// The client went away while we were reading its body.
@@ -279,11 +279,15 @@ pub async fn forward(
                     cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
                     continue;
                 }
+                let now = Instant::now();
+                let global_expired = deadline.is_some_and(|d| d <= now);
+                let per_try_fired = !global_expired && per_try.is_some_and(|p| p <= now);
                 let retry_on = match e {
                     AttemptError::Reset { .. } => {
                         can_retry(policy, RetryOn::RESET) || can_retry(policy, RetryOn::FIVE_XX)
                     }
-                    AttemptError::Timeout { per_try: true } => {
+                    // Only a per-try timeout is retried; the route's own timeout ends the request.
+                    AttemptError::Timeout if per_try_fired => {
                         can_retry(policy, RetryOn::FIVE_XX)
                             || can_retry(policy, RetryOn::GATEWAY_ERROR)
                             || can_retry(policy, RetryOn::RESET)
@@ -291,10 +295,9 @@ pub async fn forward(
                     AttemptError::Protocol => can_retry(policy, RetryOn::FIVE_XX),
                     _ => false,
                 };
-                if matches!(e, AttemptError::Timeout { per_try: true }) {
+                if matches!(e, AttemptError::Timeout) && per_try_fired {
                     cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
                 }
-                let global_expired = deadline.is_some_and(|d| d <= Instant::now());
                 if retry_on
                     && !global_expired
                     && retries_left > 0
@@ -342,7 +345,7 @@ pub async fn forward(
                         b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
                     )
                 }
-                AttemptError::Timeout { .. } => {
+                AttemptError::Timeout => {
                     cs.inc(w.index, ClusterStat::UpstreamRqTimeout);
                     (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout")
                 }
@@ -598,7 +601,7 @@ async fn attempt(
     c.out = out;
     match res {
         Ok(()) => {}
-        Err(IoFail::TimedOut) => return Err(AttemptError::Timeout { per_try: true }),
+        Err(IoFail::TimedOut) => return Err(AttemptError::Timeout),
         Err(_) => {
             return Err(AttemptError::Reset {
                 before_response: true,
@@ -739,10 +742,7 @@ async fn read_response_head(
                     cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, n as u64);
                 }
             }
-            Err(IoFail::TimedOut) => {
-                let per_try = deadline.is_some();
-                return Err(AttemptError::Timeout { per_try });
-            }
+            Err(IoFail::TimedOut) => return Err(AttemptError::Timeout),
             Err(_) => {
                 return Err(AttemptError::Reset {
                     before_response: c.ubuf.is_empty(),

@@ -124,6 +124,35 @@ pub fn spawn_workers(plan: &Plan, specs: Vec<WorkerSpec>) -> io::Result<Vec<Join
         .collect()
 }
 
+type UringRuntime = monoio::Runtime<monoio::time::TimeDriver<monoio::IoUringDriver>>;
+
+/// Builds a worker's io_uring runtime. The ring is created and used by this thread only, so it
+/// asks the kernel for single-issuer mode with deferred task work: completions are processed when
+/// the worker enters the kernel to wait anyway, instead of interrupting it as they arrive. Kernels
+/// older than 6.1 refuse those flags; the worker then uses a plain ring.
+fn build_uring_runtime(entries: u32) -> std::io::Result<UringRuntime> {
+    let mut tuned = io_uring::IoUring::builder();
+    tuned
+        .setup_coop_taskrun()
+        .setup_single_issuer()
+        .setup_defer_taskrun();
+    let built = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+        .with_entries(entries)
+        .uring_builder(tuned)
+        .enable_timer()
+        .build();
+    match built {
+        Ok(rt) => Ok(rt),
+        Err(e) => {
+            debug!("io_uring with deferred task work refused ({e}); using a plain ring");
+            monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .with_entries(entries)
+                .enable_timer()
+                .build()
+        }
+    }
+}
+
 fn run_worker(spec: WorkerSpec, core: Option<core_affinity::CoreId>, driver: Driver, entries: u32) {
     let index = spec.index;
     if let Some(core) = core {
@@ -132,11 +161,9 @@ fn run_worker(spec: WorkerSpec, core: Option<core_affinity::CoreId>, driver: Dri
         }
     }
     let result = match driver {
-        Driver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(entries)
-            .enable_timer()
-            .build()
-            .map(|mut rt| rt.block_on(crate::proxy::worker::run(spec))),
+        Driver::IoUring => {
+            build_uring_runtime(entries).map(|mut rt| rt.block_on(crate::proxy::worker::run(spec)))
+        }
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
