@@ -68,7 +68,7 @@ enum AttemptError {
 #[allow(clippy::too_many_arguments)]
 pub async fn forward(
     w: &Rc<Worker>,
-    _listener: usize,
+    listener: usize,
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
     req: &Request,
@@ -123,6 +123,7 @@ pub async fn forward(
         return;
     }
     local.active_requests.set(local.active_requests.get() + 1);
+    let mut retries_held = 0u32;
     cs.inc(w.index, ClusterStat::UpstreamRqActive);
 
     // 2. body plan (100-continue first: the client waits for it before sending the body)
@@ -137,7 +138,7 @@ pub async fn forward(
             c.close = true;
             log.flags
                 .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-            finish_cluster_request(w, cluster_id);
+            finish_cluster_request(w, cluster_id, retries_held);
             return;
         }
     }
@@ -151,7 +152,7 @@ pub async fn forward(
                 log.flags
                     .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
             }
-            finish_cluster_request(w, cluster_id);
+            finish_cluster_request(w, cluster_id, retries_held);
             return;
         }
     };
@@ -196,7 +197,12 @@ pub async fn forward(
                     && can_retry(policy, RetryOn::CONNECT_FAILURE);
                 if retry_on
                     && retries_left > 0
-                    && take_retry(w, cluster_id, cluster.circuit_breakers.max_retries)
+                    && take_retry(
+                        w,
+                        cluster_id,
+                        cluster.circuit_breakers.max_retries,
+                        &mut retries_held,
+                    )
                 {
                     retries_left -= 1;
                     continue;
@@ -241,7 +247,12 @@ pub async fn forward(
                 if retry_status
                     && retries_left > 0
                     && replayable
-                    && take_retry(w, cluster_id, cluster.circuit_breakers.max_retries)
+                    && take_retry(
+                        w,
+                        cluster_id,
+                        cluster.circuit_breakers.max_retries,
+                        &mut retries_held,
+                    )
                 {
                     retries_left -= 1;
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
@@ -302,7 +313,12 @@ pub async fn forward(
                     && !global_expired
                     && retries_left > 0
                     && replayable
-                    && take_retry(w, cluster_id, cluster.circuit_breakers.max_retries)
+                    && take_retry(
+                        w,
+                        cluster_id,
+                        cluster.circuit_breakers.max_retries,
+                        &mut retries_held,
+                    )
                 {
                     retries_left -= 1;
                     continue;
@@ -354,7 +370,7 @@ pub async fn forward(
                     (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
                 }
                 AttemptError::BadBody => {
-                    if let Some(hs) = w.stats().http.get(_listener) {
+                    if let Some(hs) = w.stats().http.get(listener) {
                         hs.inc(w.index, crate::stats::HttpStat::DownstreamCxProtocolError);
                     }
                     (400, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR, b"malformed chunked body")
@@ -362,7 +378,7 @@ pub async fn forward(
                 AttemptError::Downstream => {
                     c.close = true;
                     log.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                    finish_cluster_request(w, cluster_id);
+                    finish_cluster_request(w, cluster_id, retries_held);
                     return;
                 }
             };
@@ -376,11 +392,14 @@ pub async fn forward(
             local_reply(c, req, log, status, body, hcm, unread, &[]).await;
         }
     }
-    finish_cluster_request(w, cluster_id);
+    finish_cluster_request(w, cluster_id, retries_held);
 }
 
-fn finish_cluster_request(w: &Worker, cluster: ClusterId) {
+fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {
     let local = &w.clusters[cluster];
+    local
+        .active_retries
+        .set(local.active_retries.get().saturating_sub(retries_held));
     local
         .active_requests
         .set(local.active_requests.get().saturating_sub(1));
@@ -393,8 +412,9 @@ fn can_retry(policy: Option<&RetryPolicy>, on: RetryOn) -> bool {
     policy.is_some_and(|p| p.retry_on.contains(on))
 }
 
-/// Counts a retry against the cluster's `max_retries` (this worker's share); false on overflow.
-fn take_retry(w: &Worker, cluster: ClusterId, max_retries: u32) -> bool {
+/// Counts a retry against the cluster's `max_retries` (this worker's share of retries
+/// outstanding at once); false on overflow. A request holds its retries until it finishes.
+fn take_retry(w: &Worker, cluster: ClusterId, max_retries: u32, held: &mut u32) -> bool {
     let cs = w.stats().clusters.get(cluster);
     let local = &w.clusters[cluster];
     if local.active_retries.get() >= w.share(max_retries) {
@@ -406,20 +426,9 @@ fn take_retry(w: &Worker, cluster: ClusterId, max_retries: u32) -> bool {
     if let Some(cs) = cs {
         cs.inc(w.index, ClusterStat::UpstreamRqRetry);
     }
-    // Retries are sequential within a request, so "active" lasts only while this request runs;
-    // the count is released when the request finishes (see `release_retries`).
     local.active_retries.set(local.active_retries.get() + 1);
-    release_retries_later(w, cluster);
+    *held += 1;
     true
-}
-
-/// The retry budget models retries outstanding at once; ours run back to back inside one
-/// request, so each one is released as soon as it has been started.
-fn release_retries_later(w: &Worker, cluster: ClusterId) {
-    let local = &w.clusters[cluster];
-    local
-        .active_retries
-        .set(local.active_retries.get().saturating_sub(1));
 }
 
 /// Picks an endpoint and returns a pooled connection to it, or a new one.
@@ -501,7 +510,7 @@ async fn plan_body(
             while (c.rbuf.len() as u64) < n {
                 let want = (n as usize - c.rbuf.len()).max(1);
                 let buf = std::mem::take(&mut c.rbuf);
-                let until = body_deadline(w);
+                let until = body_deadline(c);
                 let (res, buf) = read_append_until(&mut c.stream, buf, want, until).await;
                 c.rbuf = buf;
                 if res.is_err() {
@@ -529,7 +538,7 @@ async fn plan_body(
                     return Ok(BodyPlan::StreamChunked(dec));
                 }
                 let buf = std::mem::take(&mut c.rbuf);
-                let until = body_deadline(w);
+                let until = body_deadline(c);
                 let chunk = w.shared.tuning.body_chunk_bytes;
                 let (res, buf) = read_append_until(&mut c.stream, buf, chunk, until).await;
                 c.rbuf = buf;
@@ -541,14 +550,9 @@ async fn plan_body(
     }
 }
 
-fn body_deadline(w: &Worker) -> Option<Instant> {
-    let idle = w
-        .shared
-        .config
-        .listeners
-        .first()
-        .map_or(Duration::from_secs(300), |l| l.hcm.stream_idle_timeout);
-    (!idle.is_zero()).then(|| Instant::now() + idle)
+/// When a body read must have made progress: the connection manager's `stream_idle_timeout`.
+fn body_deadline(c: &Downstream) -> Option<Instant> {
+    (!c.stream_idle_timeout.is_zero()).then(|| Instant::now() + c.stream_idle_timeout)
 }
 
 /// One try: send the request on `conn`, read the response head.
@@ -649,7 +653,8 @@ async fn stream_length_body(
         }
         let buf = std::mem::take(&mut c.rbuf);
         let want = (remaining as usize).min(chunk);
-        let (res, buf) = read_append_until(&mut c.stream, buf, want, body_deadline(w)).await;
+        let until = body_deadline(c);
+        let (res, buf) = read_append_until(&mut c.stream, buf, want, until).await;
         c.rbuf = buf;
         res.map_err(|_| AttemptError::Downstream)?;
     }
@@ -669,7 +674,7 @@ async fn stream_chunked_body(
             break Ok(());
         }
         let buf = std::mem::take(&mut c.rbuf);
-        let until = body_deadline(w);
+        let until = body_deadline(c);
         let (res, buf) = read_append_until(&mut c.stream, buf, chunk, until).await;
         c.rbuf = buf;
         if res.is_err() {
@@ -946,7 +951,8 @@ async fn relay_body(
             return end;
         }
         let buf = std::mem::take(&mut c.ubuf);
-        let until = match (deadline, body_deadline(w)) {
+        let idle = body_deadline(c);
+        let until = match (deadline, idle) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

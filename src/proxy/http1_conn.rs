@@ -51,6 +51,8 @@ pub struct Downstream {
     pub body: Vec<u8>,
     /// Small scratch space (rewritten path, request id).
     pub scratch: Vec<u8>,
+    /// The connection manager's `stream_idle_timeout`: how long a body may stall.
+    pub stream_idle_timeout: Duration,
 }
 
 /// What one request's access-log line and stats need, filled in as the request goes.
@@ -126,12 +128,14 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, stream: TcpStream, peer: Soc
         uheaders: Vec::with_capacity(32),
         body: Vec::new(),
         scratch: Vec::with_capacity(256),
+        stream_idle_timeout: Duration::ZERO,
     };
     let cfg = &w.shared.config;
     let Some(listener_cfg) = cfg.listeners.get(listener) else {
         return;
     };
     let hcm = &listener_cfg.hcm;
+    c.stream_idle_timeout = hcm.stream_idle_timeout;
     let limits = Limits {
         max_head_bytes: hcm.max_request_headers_kb as usize * 1024,
         max_headers: hcm.max_headers_count as usize,

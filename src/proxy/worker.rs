@@ -74,8 +74,7 @@ pub struct Worker {
     pub clusters: Vec<ClusterLocal>,
     /// Requests between head parsed and response finished, for drain.
     pub in_flight: Cell<usize>,
-    /// This worker's share of each circuit breaker threshold (Envoy's are process-wide; ours are
-    /// split evenly so no counter is shared between threads).
+    /// Number of workers in the process, for [`Worker::share`].
     pub workers: usize,
 }
 
@@ -90,7 +89,8 @@ impl Worker {
         self.shared.draining.load(Ordering::Relaxed)
     }
 
-    /// This worker's share of a process-wide threshold (at least 1).
+    /// This worker's share of a process-wide threshold (at least 1). Envoy enforces circuit
+    /// breakers process-wide; ours are split evenly so no counter is shared between threads.
     pub fn share(&self, threshold: u32) -> u32 {
         let w = self.workers.max(1) as u32;
         threshold.div_ceil(w).max(1)
