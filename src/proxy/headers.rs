@@ -260,3 +260,137 @@ pub fn write_framing_and_connection(
     }
     out.extend_from_slice(b"\r\n");
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::http1::parse::{parse_request, parse_response, Limits, Method};
+
+    fn mutations_with(
+        request_add: Vec<HeaderValueOption>,
+        request_remove: Vec<String>,
+    ) -> HeaderMutations {
+        HeaderMutations {
+            request_add,
+            request_remove,
+            ..HeaderMutations::default()
+        }
+    }
+
+    fn upstream_head(raw: &[u8], m: &HeaderMutations, use_remote_address: bool) -> String {
+        let mut spans = Vec::new();
+        let head = parse_request(raw, &mut spans, &Limits::default())
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        let req = UpstreamRequest {
+            method: head.method_span.get(raw),
+            path: b"/rewritten",
+            host: b"example.test",
+            peer_ip: b"10.1.2.3",
+            request_id: b"",
+            body: Some(Some(5)),
+            use_remote_address,
+        };
+        let muts = Mutations {
+            levels: [Some(m), None, None],
+        };
+        write_upstream_request(&mut out, &req, raw, &spans, &muts);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn upstream_head_is_rewritten_not_copied() {
+        let raw = b"POST /x HTTP/1.1\r\nHost: example.test\r\nConnection: keep-alive, x-secret\r\nX-Secret: 1\r\n\
+Keep-Alive: timeout=5\r\nTE: trailers\r\nContent-Length: 5\r\nX-Forwarded-For: 192.0.2.1\r\nX-Keep: yes\r\n\r\n";
+        let head = upstream_head(raw, &HeaderMutations::default(), true);
+        assert!(
+            head.starts_with("POST /rewritten HTTP/1.1\r\nhost: example.test\r\n"),
+            "{head}"
+        );
+        for gone in ["onnection", "x-secret", "X-Secret", "Keep-Alive", "TE:"] {
+            assert!(!head.contains(gone), "{gone} leaked: {head}");
+        }
+        assert!(head.contains("X-Keep: yes\r\n"));
+        assert!(
+            head.contains("x-forwarded-for: 192.0.2.1, 10.1.2.3\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("x-forwarded-proto: http\r\n"));
+        assert_eq!(head.matches("content-length").count(), 1);
+        assert!(head.ends_with("content-length: 5\r\n\r\n"));
+    }
+
+    #[test]
+    fn forwarded_for_is_passed_through_without_use_remote_address() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n";
+        let head = upstream_head(raw, &HeaderMutations::default(), false);
+        assert!(head.contains("x-forwarded-for: 192.0.2.1\r\n"), "{head}");
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        assert!(!upstream_head(raw, &HeaderMutations::default(), false).contains("x-forwarded-for"));
+    }
+
+    #[test]
+    fn request_mutations_follow_append_actions() {
+        let raw =
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Over: old\r\nX-Absent: kept\r\nX-Drop: 1\r\n\r\n";
+        let add = |name: &str, value: &str, action| HeaderValueOption {
+            name: name.into(),
+            value: value.into(),
+            action,
+        };
+        let m = mutations_with(
+            vec![
+                add("x-over", "new", AppendAction::OverwriteIfExistsOrAdd),
+                add("x-absent", "ignored", AppendAction::AddIfAbsent),
+                add("x-added", "1", AppendAction::AppendIfExistsOrAdd),
+            ],
+            vec!["x-drop".into()],
+        );
+        let head = upstream_head(raw, &m, true);
+        assert!(!head.contains("old"), "{head}");
+        assert!(head.contains("x-over: new\r\n"));
+        assert!(head.contains("X-Absent: kept\r\n"));
+        assert!(!head.contains("ignored"));
+        assert!(head.contains("x-added: 1\r\n"));
+        assert!(!head.contains("X-Drop"));
+    }
+
+    #[test]
+    fn downstream_head_reframes_and_marks_server() {
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nX-App: a\r\n\r\n";
+        let mut spans = Vec::new();
+        let head = parse_response(raw, &mut spans, Method::Get, &Limits::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.status, 200);
+        let mut out = Vec::new();
+        let resp = DownstreamResponse {
+            version: Version::Http11,
+            status: 200,
+            framing: DownstreamFraming::Chunked,
+            head_content_length: None,
+            server_name: b"ringway",
+            upstream_service_time_ms: Some(7),
+            close: false,
+            keep_alive_10: false,
+        };
+        let m = HeaderMutations::default();
+        let muts = Mutations {
+            levels: [Some(&m), None, None],
+        };
+        write_downstream_response(&mut out, &resp, raw, &spans, &muts);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(!text.contains("X-Hop"));
+        assert!(!text.contains("Connection"));
+        assert!(text.contains("X-App: a\r\n"));
+        assert!(text.contains("server: ringway\r\n"));
+        assert!(text.contains("x-envoy-upstream-service-time: 7\r\n"));
+        assert!(
+            text.ends_with("transfer-encoding: chunked\r\n\r\n"),
+            "{text}"
+        );
+    }
+}
