@@ -71,6 +71,13 @@ fn reserved_request_header(name: &[u8]) -> bool {
     RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name))
 }
 
+/// Most messages have no `Connection` header; only then is the per-header nomination check needed.
+fn has_connection_header(buf: &[u8], headers: &[HeaderSpan]) -> bool {
+    headers
+        .iter()
+        .any(|h| h.name.get(buf).eq_ignore_ascii_case(b"connection"))
+}
+
 /// What the upstream request head needs beyond the parsed client head.
 pub struct UpstreamRequest<'a> {
     pub method: &'a [u8],
@@ -100,6 +107,7 @@ pub fn write_upstream_request(
     write_header(out, b"host", req.host);
 
     let mut xff: Option<&[u8]> = None;
+    let nominations = has_connection_header(buf, headers);
     for h in headers {
         let name = h.name.get(buf);
         let value = h.value.get(buf);
@@ -109,7 +117,7 @@ pub fn write_upstream_request(
         }
         if is_hop_by_hop(name)
             || reserved_request_header(name)
-            || connection_nominates(buf, headers, name)
+            || (nominations && connection_nominates(buf, headers, name))
             || mutations.removes_request(name)
         {
             continue;
@@ -189,12 +197,13 @@ pub fn write_downstream_response(
 ) {
     write_status_line(out, resp.version, resp.status);
     let mut has_server = false;
+    let nominations = has_connection_header(buf, headers);
     for h in headers {
         let name = h.name.get(buf);
         if is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"x-envoy-upstream-service-time")
-            || connection_nominates(buf, headers, name)
+            || (nominations && connection_nominates(buf, headers, name))
             || mutations.removes_response(name)
         {
             continue;

@@ -346,6 +346,14 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
+fn record_body_len(st: &State, log_index: usize, body_len: u64) {
+    if let Ok(mut log) = st.log.lock() {
+        if let Some(rec) = log.get_mut(log_index) {
+            rec.body_len = body_len;
+        }
+    }
+}
+
 fn serve_connection(st: &State, stream: TcpStream, conn_index: u64) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let mut w = stream.try_clone()?;
@@ -424,13 +432,11 @@ fn serve_connection(st: &State, stream: TcpStream, conn_index: u64) -> io::Resul
                 let _ = w.shutdown(Shutdown::Both);
                 return Ok(());
             }
+            // Record the body before answering, so a test that has its response sees it.
+            record_body_len(st, log_index, body_len);
             write_response(&mut w, ver, code, &st.id, conn_hdr, is_head, body_kind)?;
         }
-        if let Ok(mut log) = st.log.lock() {
-            if let Some(rec) = log.get_mut(log_index) {
-                rec.body_len = body_len;
-            }
-        }
+        record_body_len(st, log_index, body_len);
         if !keep_alive {
             let _ = w.shutdown(Shutdown::Both);
             return Ok(());
