@@ -15,10 +15,17 @@ python3 examples/hello_upstream.py 8081 "service 1" & pids+=($!)
 python3 examples/hello_upstream.py 8082 "service 2" & pids+=($!)
 target/release/ringway -c examples/front-proxy.yaml --log-level warning & pids+=($!)
 
-for _ in $(seq 100); do
-  curl -fsS -o /dev/null http://127.0.0.1:8001/ready 2>/dev/null && break
-  sleep 0.1
-done
+wait_for() { # URL: poll until it answers 200, or give up loudly after 10 s
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "demo: $1 did not come up" >&2
+  exit 1
+}
+wait_for http://127.0.0.1:8081/
+wait_for http://127.0.0.1:8082/
+wait_for http://127.0.0.1:8001/ready
 
 echo "== GET http://127.0.0.1:8080/service/1"
 curl -sS -i http://127.0.0.1:8080/service/1
@@ -27,7 +34,9 @@ curl -sS -i http://127.0.0.1:8080/service/2
 echo "== GET http://127.0.0.1:8080/nowhere (no route: 404)"
 curl -sS -o /dev/null -w '%{http_code}\n' http://127.0.0.1:8080/nowhere
 echo "== 200 requests over keep-alive"
-urls=(); for _ in $(seq 100); do urls+=(http://127.0.0.1:8080/service/1 http://127.0.0.1:8080/service/2); done
-curl -sS -o /dev/null "${urls[@]}"
+args=(); for _ in $(seq 100); do
+  args+=(-o /dev/null http://127.0.0.1:8080/service/1 -o /dev/null http://127.0.0.1:8080/service/2)
+done
+curl -sS -w '%{http_code}\n' "${args[@]}" | sort | uniq -c | awk '{print "  " $1 " responses with status " $2}'
 echo "== admin /stats (excerpt)"
 curl -sS http://127.0.0.1:8001/stats | grep -E '^(cluster\.service[12]\.(upstream_rq_total|upstream_rq_200|upstream_cx_total)|http\.ingress_http\.downstream_rq_total|server\.concurrency):'
