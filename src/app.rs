@@ -83,9 +83,10 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
         Some(AccessLogSink::start(paths).map_err(|e| format!("access log: {e}"))?)
     };
 
-    // Membership: literal endpoints now, DNS names resolved before serving.
+    // Membership: literal endpoints now, DNS names resolved and EDS files read before serving.
     let hub = MembershipHub::new(&bootstrap, stats.clone(), workers);
     crate::control::resolve_dns_clusters(&bootstrap, &hub)?;
+    let eds = crate::control::load_eds_clusters(&bootstrap, &hub)?;
 
     // Bind everything before starting any thread that serves.
     let mut bound = Vec::new();
@@ -115,7 +116,7 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
         let (_addr, _thread) = crate::admin::spawn(admin.address, state.clone())
             .map_err(|e| format!("admin: cannot bind {}: {e}", admin.address))?;
     }
-    crate::control::spawn(bootstrap.clone(), hub.clone());
+    crate::control::spawn(bootstrap.clone(), hub.clone(), eds);
     install_signal_handlers(state.clone())?;
 
     let shared = Arc::new(Shared {

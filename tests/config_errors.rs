@@ -323,14 +323,14 @@ fn empty_header_key() {
 }
 
 #[test]
-fn eds_cluster_is_not_supported() {
+fn eds_cluster_needs_a_file_source() {
     only(
         Cfg {
             clusters: "  - name: svc\n    type: EDS\n",
             ..OK
         },
-        "static_resources.clusters[0].type",
-        "EDS is not supported",
+        "static_resources.clusters[0].eds_cluster_config",
+        "required field is missing (EDS clusters need eds_config.path_config_source.path)",
     );
 }
 
@@ -581,7 +581,7 @@ fn every_error_is_collected() {
         format!("{HCM_PATH}.codec_type"),
         format!("{HCM_PATH}.stream_idle_timeout"),
         format!("{ROUTE0}.route.cluster"),
-        "static_resources.clusters[0].type".to_string(),
+        "static_resources.clusters[0].eds_cluster_config".to_string(),
         "static_resources.clusters[0].connect_timeout".to_string(),
         "static_resources.clusters[1].outlier_detection".to_string(),
     ];

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 
 use super::clusters;
 use super::http::{Request, Response};
+use super::membership;
 use super::render::{self, ServerGauges, StatsQuery};
 use crate::logging::{self, Level};
 use crate::server::ServerState;
@@ -76,11 +77,15 @@ fn endpoint_list() -> String {
         s.push_str(help);
         s.push('\n');
     }
+    s.push_str("  /clusters/<name>/endpoints: list (GET) or change (POST {\"set\"|\"add\"|\"remove\": [\"ip:port\", ...]}) a cluster's endpoints\n");
     s
 }
 
 /// Answers one admin request.
 pub fn handle(state: &ServerState, req: &Request) -> (Response, After) {
+    if let Some(name) = membership::route(&req.path) {
+        return (membership::handle(state, req, name), After::Nothing);
+    }
     let Some(&(path, mutates, _)) = ENDPOINTS.iter().find(|(p, _, _)| *p == req.path) else {
         return (
             Response::text(404, format!("invalid path. {}", endpoint_list())),

@@ -11,6 +11,7 @@
 mod clusters;
 mod handlers;
 mod http;
+mod membership;
 mod render;
 
 use std::fs::{File, OpenOptions};
@@ -223,6 +224,8 @@ pub(crate) mod test_support {
                 max_requests_per_connection: None,
                 circuit_breakers: CircuitBreakers::default(),
                 per_connection_buffer_limit_bytes: 1 << 20,
+                eds_path: None,
+                eds_service_name: None,
             }],
         }
     }

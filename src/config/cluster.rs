@@ -5,6 +5,7 @@
 
 use serde_yaml_ng::Value;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::duration;
@@ -24,12 +25,12 @@ const CLUSTER: Message = Message {
         "max_requests_per_connection",
         "circuit_breakers",
         "per_connection_buffer_limit_bytes",
+        "eds_cluster_config",
     ],
     unsupported: &[
         "transport_socket_matches",
         "alt_stat_name",
         "cluster_type",
-        "eds_cluster_config",
         "load_balancing_policy",
         "health_checks",
         "upstream_http_protocol_options",
@@ -101,6 +102,29 @@ const LB_ENDPOINT: Message = Message {
 const ENDPOINT: Message = Message {
     supported: &["address"],
     unsupported: &["health_check_config", "hostname", "additional_addresses"],
+};
+
+const EDS_CLUSTER_CONFIG: Message = Message {
+    supported: &["eds_config", "service_name"],
+    unsupported: &[],
+};
+
+/// The `ConfigSource` of an EDS cluster: only file sources (`path_config_source`, or the older
+/// `path`) are read; gRPC/REST/ADS sources need a management-server client Ringway does not have.
+const CONFIG_SOURCE: Message = Message {
+    supported: &["path_config_source", "path", "resource_api_version"],
+    unsupported: &[
+        "api_config_source",
+        "ads",
+        "self",
+        "authorities",
+        "initial_fetch_timeout",
+    ],
+};
+
+const PATH_CONFIG_SOURCE: Message = Message {
+    supported: &["path"],
+    unsupported: &["watched_directory"],
 };
 
 const CLUSTER_HTTP_OPTIONS: Message = Message {
@@ -176,8 +200,9 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
                 ("STATIC", DiscoveryType::Static),
                 ("STRICT_DNS", DiscoveryType::StrictDns),
                 ("LOGICAL_DNS", DiscoveryType::LogicalDns),
+                ("EDS", DiscoveryType::Eds),
             ],
-            &["EDS", "ORIGINAL_DST"],
+            &["ORIGINAL_DST"],
         ),
         None => Some(DiscoveryType::Static),
     };
@@ -205,6 +230,14 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
         None => Some(LbPolicy::RoundRobin),
     };
     let endpoints = match (o.get("load_assignment"), discovery) {
+        (Some(_), Some(DiscoveryType::Eds)) => {
+            // Envoy ignores it for EDS; saying so beats silently serving other endpoints.
+            cx.err(
+                &o.at("load_assignment"),
+                "EDS clusters take their endpoints from eds_cluster_config; remove load_assignment",
+            );
+            None
+        }
         (Some(la), Some(d)) => load_assignment(cx, &o.at("load_assignment"), la, d),
         (Some(_), None) => None,
         (None, Some(DiscoveryType::LogicalDns)) => {
@@ -277,7 +310,26 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
         None => Some(DEFAULT_BUFFER_LIMIT),
     };
 
+    let eds = match (o.get("eds_cluster_config"), discovery) {
+        (Some(e), Some(DiscoveryType::Eds)) => {
+            eds_cluster_config(cx, &o.at("eds_cluster_config"), e)
+        }
+        (None, Some(DiscoveryType::Eds)) => {
+            cx.err(
+                &o.at("eds_cluster_config"),
+                "required field is missing (EDS clusters need eds_config.path_config_source.path)",
+            );
+            None
+        }
+        (Some(_), Some(_)) => {
+            cx.err(&o.at("eds_cluster_config"), "only allowed with type: EDS");
+            None
+        }
+        (_, _) => Some((None, None)),
+    };
+
     let built = (|| {
+        let (eds_path, eds_service_name) = eds?;
         Some(Cluster {
             name: name.clone()?,
             discovery: discovery?,
@@ -290,9 +342,70 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
             max_requests_per_connection: max_requests_per_connection?,
             circuit_breakers: circuit_breakers?,
             per_connection_buffer_limit_bytes: per_connection_buffer_limit_bytes?,
+            eds_service_name: match (&eds_service_name, &eds_path) {
+                (Some(s), _) => Some(s.clone()),
+                (None, Some(_)) => name.clone(),
+                (None, None) => None,
+            },
+            eds_path,
         })
     })();
     (built, name)
+}
+
+/// `eds_cluster_config`: the watched file and the `service_name` (when set).
+fn eds_cluster_config(
+    cx: &mut Cx,
+    path: &str,
+    v: &Value,
+) -> Option<(Option<PathBuf>, Option<String>)> {
+    let o = obj(cx, path, v, &EDS_CLUSTER_CONFIG)?;
+    let before = cx.errs.len();
+    let service_name = o
+        .get("service_name")
+        .and_then(|s| nonempty_string(cx, &o.at("service_name"), s));
+    let file = o
+        .req(cx, "eds_config")
+        .and_then(|c| config_source(cx, &o.at("eds_config"), c));
+    (cx.errs.len() == before).then_some((file, service_name))
+}
+
+/// A file `ConfigSource`; `path_config_source.path` and the deprecated `path` are both accepted.
+fn config_source(cx: &mut Cx, path: &str, v: &Value) -> Option<PathBuf> {
+    let o = obj(cx, path, v, &CONFIG_SOURCE)?;
+    if let Some(r) = o.get("resource_api_version") {
+        enumeration(
+            cx,
+            &o.at("resource_api_version"),
+            r,
+            &[("V3", ()), ("AUTO", ())],
+            &["V2"],
+        );
+    }
+    let file = match (o.get("path_config_source"), o.get("path")) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                &o.at("path"),
+                "set both here and in path_config_source.path; keep one",
+            );
+            return None;
+        }
+        (Some(pcs), None) => {
+            let pp = o.at("path_config_source");
+            let p = obj(cx, &pp, pcs, &PATH_CONFIG_SOURCE)?;
+            let f = p.req(cx, "path")?;
+            nonempty_string(cx, &p.at("path"), f)?
+        }
+        (None, Some(f)) => nonempty_string(cx, &o.at("path"), f)?,
+        (None, None) => {
+            cx.err(
+                &o.at("path_config_source.path"),
+                "required field is missing (Ringway reads EDS from a file; gRPC and REST sources are not supported)",
+            );
+            return None;
+        }
+    };
+    Some(PathBuf::from(file))
 }
 
 /// A count where 0 would mean "never", which Envoy rejects or treats as unset.
@@ -526,9 +639,12 @@ mod tests {
 
     #[test]
     fn names_survive_other_errors_and_duplicates_are_caught() {
-        let (c, n, e) = run("[{name: a, type: EDS}, {name: a}]");
+        let (c, n, e) = run("[{name: a, type: ORIGINAL_DST}, {name: a}]");
         assert!(c.is_empty() && n == ["a"]);
-        assert!(e[0].starts_with("c[0].type: EDS is not supported"), "{e:?}");
+        assert!(
+            e[0].starts_with("c[0].type: ORIGINAL_DST is not supported"),
+            "{e:?}"
+        );
         assert_eq!(e[1], "c[1].name: duplicate cluster name a");
     }
 
@@ -542,6 +658,70 @@ mod tests {
                 "c[0].outlier_detection",
                 "c[0].hosts",
                 "c[0].circuit_breakers.thresholds[0].priority"
+            ]
+        );
+    }
+
+    #[test]
+    fn eds_file_sources() {
+        let (c, _, e) = run("
+- name: a
+  type: EDS
+  eds_cluster_config:
+    service_name: svc
+    eds_config: {resource_api_version: V3, path_config_source: {path: /etc/eds.yaml}}
+- name: b
+  type: EDS
+  eds_cluster_config: {eds_config: {path: b.json}}
+");
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(c[0].discovery, DiscoveryType::Eds);
+        assert_eq!(c[0].eds_path, Some(PathBuf::from("/etc/eds.yaml")));
+        assert_eq!(c[0].eds_service_name.as_deref(), Some("svc"));
+        assert_eq!(c[1].eds_path, Some(PathBuf::from("b.json")));
+        assert_eq!(
+            c[1].eds_service_name.as_deref(),
+            Some("b"),
+            "defaults to the cluster name"
+        );
+        assert!(c[1].endpoints.is_empty());
+        let (c, _, _) = run(&format!("[{{name: s, {EP}}}]"));
+        assert_eq!(
+            (c[0].eds_path.clone(), c[0].eds_service_name.clone()),
+            (None, None)
+        );
+    }
+
+    #[test]
+    fn eds_errors_name_the_field() {
+        let (_, _, e) = run(&format!(
+            "
+- name: a
+  type: EDS
+- name: b
+  type: EDS
+  eds_cluster_config: {{eds_config: {{path_config_source: {{}}}}}}
+- name: c
+  type: EDS
+  eds_cluster_config: {{eds_config: {{ads: {{}}}}}}
+- name: d
+  eds_cluster_config: {{eds_config: {{path: x}}}}
+- name: e
+  type: EDS
+  eds_cluster_config: {{eds_config: {{path: x, resource_api_version: V2}}}}
+  {EP}
+"
+        ));
+        assert_eq!(
+            e,
+            [
+                "c[0].eds_cluster_config: required field is missing (EDS clusters need eds_config.path_config_source.path)",
+                "c[1].eds_cluster_config.eds_config.path_config_source.path: required field is missing",
+                "c[2].eds_cluster_config.eds_config.ads: field ads is not supported by Ringway",
+                "c[2].eds_cluster_config.eds_config.path_config_source.path: required field is missing (Ringway reads EDS from a file; gRPC and REST sources are not supported)",
+                "c[3].eds_cluster_config: only allowed with type: EDS",
+                "c[4].load_assignment: EDS clusters take their endpoints from eds_cluster_config; remove load_assignment",
+                "c[4].eds_cluster_config.eds_config.resource_api_version: V2 is not supported by Ringway (supported: V3, AUTO)",
             ]
         );
     }

@@ -240,6 +240,8 @@ pub enum DiscoveryType {
     Static,
     StrictDns,
     LogicalDns,
+    /// `EDS` with a file source: members come from a `DiscoveryResponse` file, re-read on change.
+    Eds,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -305,4 +307,10 @@ pub struct Cluster {
     pub circuit_breakers: CircuitBreakers,
     /// `per_connection_buffer_limit_bytes` (Envoy default 1 MiB).
     pub per_connection_buffer_limit_bytes: u32,
+    /// EDS clusters: `eds_cluster_config.eds_config.path_config_source.path` (or the older
+    /// `eds_config.path`), the `DiscoveryResponse` file the control thread watches. `None` otherwise.
+    pub eds_path: Option<PathBuf>,
+    /// EDS clusters: `eds_cluster_config.service_name`, the `cluster_name` looked up in the file
+    /// (the cluster's own name when unset). `None` otherwise.
+    pub eds_service_name: Option<String>,
 }

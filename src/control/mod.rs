@@ -1,9 +1,16 @@
 //! The control thread: everything that changes membership, off the request path.
 //!
-//! For now that is DNS: STRICT_DNS and LOGICAL_DNS clusters are resolved once before the workers
+//! DNS: STRICT_DNS and LOGICAL_DNS clusters are resolved once before the workers
 //! start (a name that does not resolve then is a start-up error, as a typo should be), and
 //! re-resolved every `dns_refresh_rate`; a changed answer becomes a new membership snapshot.
 //! A failed re-resolution keeps the last good answer.
+//!
+//! EDS (`eds.rs`): each EDS cluster's `DiscoveryResponse` file is read before the workers start
+//! and polled from this thread afterwards; a changed file becomes a new snapshot within a second.
+//! The admin membership API (`admin/membership.rs`) changes members from the admin thread through
+//! the same [`MembershipHub`].
+
+pub mod eds;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Bootstrap, DiscoveryType};
 use crate::upstream::dns::resolve_cluster;
 use crate::upstream::membership::MembershipHub;
+use eds::EdsSource;
 
 fn is_dns(d: DiscoveryType) -> bool {
     matches!(d, DiscoveryType::StrictDns | DiscoveryType::LogicalDns)
@@ -27,9 +35,19 @@ pub fn resolve_dns_clusters(cfg: &Bootstrap, hub: &MembershipHub) -> Result<(), 
     Ok(())
 }
 
-/// Starts the re-resolution thread when any cluster needs it.
-pub fn spawn(cfg: Arc<Bootstrap>, hub: Arc<MembershipHub>) {
-    if !cfg.clusters.iter().any(|c| is_dns(c.discovery)) {
+/// First read of every EDS cluster's file; a missing or bad file stops start-up.
+pub fn load_eds_clusters(cfg: &Bootstrap, hub: &MembershipHub) -> Result<Vec<EdsSource>, String> {
+    let mut sources = eds::sources(cfg);
+    for s in &mut sources {
+        s.load(hub)?;
+    }
+    Ok(sources)
+}
+
+/// Starts the control thread when any cluster needs it: DNS re-resolution every
+/// `dns_refresh_rate`, and EDS files polled every [`eds::POLL`].
+pub fn spawn(cfg: Arc<Bootstrap>, hub: Arc<MembershipHub>, mut eds: Vec<EdsSource>) {
+    if eds.is_empty() && !cfg.clusters.iter().any(|c| is_dns(c.discovery)) {
         return;
     }
     let spawned = std::thread::Builder::new()
@@ -60,11 +78,20 @@ pub fn spawn(cfg: Arc<Bootstrap>, hub: Arc<MembershipHub>) {
                         Err(e) => warn!("{e}; keeping the last good endpoints"),
                     }
                 }
-                let wake = next
+                for source in &mut eds {
+                    source.poll(&hub);
+                }
+                let mut wake = cfg
+                    .clusters
                     .iter()
+                    .zip(&next)
+                    .filter(|(c, _)| is_dns(c.discovery))
+                    .map(|(_, t)| *t)
                     .min()
-                    .copied()
                     .unwrap_or(now + Duration::from_secs(5));
+                if !eds.is_empty() {
+                    wake = wake.min(now + eds::POLL);
+                }
                 std::thread::sleep(
                     wake.saturating_duration_since(Instant::now())
                         .max(Duration::from_millis(50)),

@@ -148,7 +148,10 @@ pub async fn run(spec: WorkerSpec) {
     }
 
     // Housekeeping until the listeners are closed and nothing is in flight.
-    let mut last_sweep = Instant::now();
+    let mut last_sweep = (
+        Instant::now(),
+        worker.membership.borrow().current.generation,
+    );
     loop {
         let tick = if open_listeners.get() == 0 {
             Duration::from_millis(20)
@@ -169,12 +172,16 @@ pub async fn run(spec: WorkerSpec) {
     }
 }
 
-fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut Instant) {
+fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut (Instant, u64)) {
     let now = Instant::now();
     worker.membership.borrow_mut().refresh();
-    if now.duration_since(*last_sweep) >= Duration::from_secs(1) {
-        *last_sweep = now;
-        let snapshot = worker.membership.borrow().current.clone();
+    let snapshot = worker.membership.borrow().current.clone();
+    // Sweep every second, and at once after a membership change (adopted here or at a request
+    // start) so idle connections to removed endpoints close promptly.
+    if now.duration_since(last_sweep.0) >= Duration::from_secs(1)
+        || snapshot.generation != last_sweep.1
+    {
+        *last_sweep = (now, snapshot.generation);
         worker.pool.borrow_mut().sweep(now, |cluster, addr| {
             snapshot
                 .clusters

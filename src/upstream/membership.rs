@@ -5,9 +5,16 @@
 //! `Arc` of it down each worker's channel. A worker polls its channel between requests (a
 //! `try_recv`, no lock) and adopts the newest snapshot; requests already in flight keep the
 //! endpoint they picked. Endpoints keep their identity (and counters) across snapshots through
-//! `Arc<Endpoint>`, so a worker's pool can tell "still a member" from "removed, drain it".
+//! `Arc<Endpoint>`, so a worker's pool can tell "still a member" from "removed, drain it": an
+//! endpoint dropped from its cluster has its `member` flag cleared once, at publish time, so a
+//! connection finishing its exchange after that is closed instead of pooled.
+//!
+//! Every change goes through one locked read-modify-write ([`MembershipHub::set_endpoints`],
+//! [`MembershipHub::add_endpoints`], [`MembershipHub::remove_endpoints`]), so the admin API and
+//! the control thread (DNS, EDS) never lose each other's updates.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +27,25 @@ pub struct Endpoint {
     /// The configured host name (or the address text for literal endpoints).
     pub hostname: String,
     pub stats: EndpointStats,
+    /// Cleared (once, never set again) when the endpoint leaves its cluster.
+    member: AtomicBool,
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr, hostname: String, workers: usize) -> Endpoint {
+        Endpoint {
+            addr,
+            hostname,
+            stats: EndpointStats::new(workers),
+            member: AtomicBool::new(true),
+        }
+    }
+
+    /// False once a published change removed this endpoint: connections to it are drained.
+    #[inline]
+    pub fn is_member(&self) -> bool {
+        self.member.load(Ordering::Relaxed)
+    }
 }
 
 /// One cluster's members.
@@ -78,13 +104,8 @@ impl MembershipHub {
                         .endpoints
                         .iter()
                         .filter_map(|e| {
-                            e.addr.map(|addr| {
-                                Arc::new(Endpoint {
-                                    addr,
-                                    hostname: e.host.clone(),
-                                    stats: EndpointStats::new(workers),
-                                })
-                            })
+                            e.addr
+                                .map(|addr| Arc::new(Endpoint::new(addr, e.host.clone(), workers)))
                         })
                         .collect(),
                 })
@@ -135,6 +156,61 @@ impl MembershipHub {
     /// and after keep their identity and counters. Returns false when nothing changed.
     pub fn set_endpoints(&self, id: ClusterId, addrs: &[(String, SocketAddr)]) -> bool {
         let mut st = self.lock();
+        self.replace(&mut st, id, addrs)
+    }
+
+    /// Adds the endpoints of `addrs` that are not members yet (appended in order). Returns false
+    /// when all were members already.
+    pub fn add_endpoints(&self, id: ClusterId, addrs: &[(String, SocketAddr)]) -> bool {
+        let mut st = self.lock();
+        let Some(old) = st.current.clusters.get(id).cloned() else {
+            return false;
+        };
+        let mut next: Vec<(String, SocketAddr)> = old
+            .endpoints
+            .iter()
+            .map(|e| (e.hostname.clone(), e.addr))
+            .collect();
+        for (host, addr) in addrs {
+            if !next.iter().any(|(_, a)| a == addr) {
+                next.push((host.clone(), *addr));
+            }
+        }
+        self.replace(&mut st, id, &next)
+    }
+
+    /// Removes the members whose address is in `addrs` (others are ignored). Returns false when
+    /// none of them was a member.
+    pub fn remove_endpoints(&self, id: ClusterId, addrs: &[SocketAddr]) -> bool {
+        let mut st = self.lock();
+        let Some(old) = st.current.clusters.get(id).cloned() else {
+            return false;
+        };
+        let next: Vec<(String, SocketAddr)> = old
+            .endpoints
+            .iter()
+            .filter(|e| !addrs.contains(&e.addr))
+            .map(|e| (e.hostname.clone(), e.addr))
+            .collect();
+        self.replace(&mut st, id, &next)
+    }
+
+    /// Counts one EDS update of cluster `id`: `update_success` or `update_rejected`.
+    pub fn record_update(&self, id: ClusterId, accepted: bool) {
+        // Under the hub lock like the other membership stats, so slot 0 has one writer at a time.
+        let _st = self.lock();
+        let stat = if accepted {
+            ClusterStat::UpdateSuccess
+        } else {
+            ClusterStat::UpdateRejected
+        };
+        if let Some(cs) = self.stats.clusters.get(id) {
+            cs.counters.add(0, stat as usize, 1);
+        }
+    }
+
+    /// Publishes `addrs` as cluster `id`'s members; the caller holds the lock.
+    fn replace(&self, st: &mut HubState, id: ClusterId, addrs: &[(String, SocketAddr)]) -> bool {
         let Some(old) = st.current.clusters.get(id).cloned() else {
             return false;
         };
@@ -154,15 +230,14 @@ impl MembershipHub {
                     .iter()
                     .find(|e| e.addr == *addr)
                     .cloned()
-                    .unwrap_or_else(|| {
-                        Arc::new(Endpoint {
-                            addr: *addr,
-                            hostname: host.clone(),
-                            stats: EndpointStats::new(self.workers),
-                        })
-                    })
+                    .unwrap_or_else(|| Arc::new(Endpoint::new(*addr, host.clone(), self.workers)))
             })
             .collect();
+        for e in &old.endpoints {
+            if !endpoints.iter().any(|n| Arc::ptr_eq(n, e)) {
+                e.member.store(false, Ordering::Relaxed);
+            }
+        }
         let count = endpoints.len();
         let mut clusters = st.current.clusters.clone();
         clusters[id] = Arc::new(ClusterMembers { endpoints });
@@ -179,7 +254,6 @@ impl MembershipHub {
             cs.counters
                 .add(0, ClusterStat::MembershipChange as usize, 1);
         }
-        drop(st);
         true
     }
 
@@ -191,5 +265,90 @@ impl MembershipHub {
             cs.counters
                 .set(0, ClusterStat::MembershipHealthy as usize, count as u64);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn hub() -> (Arc<MembershipHub>, Arc<Stats>) {
+        let yaml = "
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 0}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: s
+          route_config: {virtual_hosts: []}
+          http_filters: [{name: envoy.filters.http.router}]
+  clusters:
+  - name: c
+    load_assignment:
+      cluster_name: c
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 1}}}
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 2}}}
+";
+        let cfg = crate::config::load_str(yaml).unwrap().bootstrap;
+        let stats = Stats::new(&cfg, 2);
+        (MembershipHub::new(&cfg, stats.clone(), 2), stats)
+    }
+
+    fn a(port: u16) -> (String, SocketAddr) {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        (addr.to_string(), addr)
+    }
+
+    fn ports(hub: &MembershipHub) -> Vec<u16> {
+        hub.current().clusters[0]
+            .endpoints
+            .iter()
+            .map(|e| e.addr.port())
+            .collect()
+    }
+
+    fn stat(stats: &Stats, s: ClusterStat) -> u64 {
+        stats.clusters[0].counters.sum(s as usize)
+    }
+
+    #[test]
+    fn add_remove_keep_identity_and_flag_removed_endpoints() {
+        let (hub, stats) = hub();
+        let mut watch = hub.subscribe();
+        let first = hub.current().clusters[0].endpoints[0].clone();
+        assert!(hub.add_endpoints(0, &[a(3), a(1)]));
+        assert_eq!(ports(&hub), [1, 2, 3]);
+        assert!(
+            !hub.add_endpoints(0, &[a(2)]),
+            "already a member: no change"
+        );
+        assert!(Arc::ptr_eq(&hub.current().clusters[0].endpoints[0], &first));
+        assert!(hub.remove_endpoints(0, &[a(1).1, a(9).1]));
+        assert_eq!(ports(&hub), [2, 3]);
+        assert!(!first.is_member());
+        assert!(hub.current().clusters[0]
+            .endpoints
+            .iter()
+            .all(|e| e.is_member()));
+        assert!(!hub.remove_endpoints(0, &[a(1).1]));
+        assert!(hub.set_endpoints(0, &[a(1)]));
+        let again = hub.current().clusters[0].endpoints[0].clone();
+        assert!(again.is_member() && !Arc::ptr_eq(&again, &first));
+        assert!(watch.refresh());
+        assert_eq!(watch.current.generation, 3);
+        assert_eq!(stat(&stats, ClusterStat::MembershipChange), 3);
+        assert_eq!(stat(&stats, ClusterStat::MembershipTotal), 1);
+        hub.record_update(0, true);
+        hub.record_update(0, false);
+        hub.record_update(0, false);
+        assert_eq!(stat(&stats, ClusterStat::UpdateSuccess), 1);
+        assert_eq!(stat(&stats, ClusterStat::UpdateRejected), 2);
     }
 }

@@ -107,7 +107,11 @@ impl Pool {
     pub fn put(&mut self, conn: UpstreamConn, idle_for: Duration, now: Instant) {
         let key = (conn.cluster, conn.endpoint.addr);
         let list = self.idle.entry(key).or_default();
-        if list.len() >= self.max_idle_per_endpoint || idle_for.is_zero() {
+        // A removed endpoint is drained: its connections close as their exchanges end.
+        if list.len() >= self.max_idle_per_endpoint
+            || idle_for.is_zero()
+            || !conn.endpoint.is_member()
+        {
             let cluster = conn.cluster;
             drop(conn);
             self.closed(cluster, ClusterStat::UpstreamCxDestroyLocal);

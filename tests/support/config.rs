@@ -176,6 +176,8 @@ pub struct ConfigBuilder {
     pub admin_port: u16,
     pub stat_prefix: String,
     clusters: Vec<(String, Vec<u16>)>,
+    /// EDS clusters: (name, DiscoveryResponse file path).
+    eds_clusters: Vec<(String, String)>,
     routes: Vec<Route>,
     access_log: Option<String>,
 }
@@ -194,6 +196,7 @@ impl ConfigBuilder {
             admin_port: free_port(),
             stat_prefix: "ingress_http".into(),
             clusters: Vec::new(),
+            eds_clusters: Vec::new(),
             routes: Vec::new(),
             access_log: None,
         }
@@ -209,6 +212,13 @@ impl ConfigBuilder {
     /// A STATIC ROUND_ROBIN cluster with endpoints on 127.0.0.1 at `ports`.
     pub fn cluster(mut self, name: &str, ports: &[u16]) -> ConfigBuilder {
         self.clusters.push((name.into(), ports.to_vec()));
+        self
+    }
+
+    /// An EDS ROUND_ROBIN cluster reading its endpoints from the `DiscoveryResponse` file at
+    /// `path` (`eds_config.path_config_source.path`).
+    pub fn eds_cluster(mut self, name: &str, path: &str) -> ConfigBuilder {
+        self.eds_clusters.push((name.into(), path.into()));
         self
     }
 
@@ -271,6 +281,13 @@ impl ConfigBuilder {
                     "        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {p} }}\n"
                 ));
             }
+        }
+        for (name, path) in &self.eds_clusters {
+            y.push_str(&format!(
+                "  - name: {n}\n    connect_timeout: 1s\n    type: EDS\n    lb_policy: ROUND_ROBIN\n    eds_cluster_config:\n      eds_config:\n        resource_api_version: V3\n        path_config_source:\n          path: {p}\n",
+                n = q(name),
+                p = q(path)
+            ));
         }
         y.push_str(&format!(
             "admin:\n  address:\n    socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",

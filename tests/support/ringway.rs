@@ -182,6 +182,13 @@ impl Ringway {
             .unwrap_or_else(|e| panic!("admin POST {path}: {e}"))
     }
 
+    /// Any method on the admin listener with a request body: (status, body).
+    pub fn admin_request(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let r = super::raw::http_request(self.admin_port, method, path, body.as_bytes())
+            .unwrap_or_else(|e| panic!("admin {method} {path}: {e}"));
+        (r.status, r.body_text())
+    }
+
     /// Like `admin_get`, without panicking (for polling during shutdown).
     pub fn try_admin_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         self.try_admin("GET", path)
