@@ -223,6 +223,8 @@ pub(crate) mod test_support {
                 max_requests_per_connection: None,
                 circuit_breakers: CircuitBreakers::default(),
                 per_connection_buffer_limit_bytes: 1 << 20,
+                health_checks: None,
+                outlier: None,
             }],
         }
     }
