@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Bootstrap, ClusterId};
 use crate::stats::{ClusterStat, EndpointStats, Stats};
+use crate::upstream::health::EndpointHealth;
 
 /// One upstream endpoint. Shared between snapshots while it stays a member.
 pub struct Endpoint {
@@ -20,6 +21,9 @@ pub struct Endpoint {
     /// The configured host name (or the address text for literal endpoints).
     pub hostname: String,
     pub stats: EndpointStats,
+    /// Active health-check verdict and per-worker outlier state (`upstream::health`), read by
+    /// workers without locks.
+    pub health: EndpointHealth,
 }
 
 /// One cluster's members.
@@ -83,6 +87,7 @@ impl MembershipHub {
                                     addr,
                                     hostname: e.host.clone(),
                                     stats: EndpointStats::new(workers),
+                                    health: EndpointHealth::new(workers),
                                 })
                             })
                         })
@@ -103,7 +108,7 @@ impl MembershipHub {
         });
         let current = hub.current();
         for (id, members) in current.clusters.iter().enumerate() {
-            hub.publish_gauges(id, members.endpoints.len());
+            hub.publish_gauges(id, members);
         }
         hub
     }
@@ -159,13 +164,14 @@ impl MembershipHub {
                             addr: *addr,
                             hostname: host.clone(),
                             stats: EndpointStats::new(self.workers),
+                            health: EndpointHealth::new(self.workers),
                         })
                     })
             })
             .collect();
-        let count = endpoints.len();
         let mut clusters = st.current.clusters.clone();
-        clusters[id] = Arc::new(ClusterMembers { endpoints });
+        let members = Arc::new(ClusterMembers { endpoints });
+        clusters[id] = members.clone();
         let next = Arc::new(MembershipSnapshot {
             generation: st.current.generation + 1,
             clusters,
@@ -174,7 +180,7 @@ impl MembershipHub {
         st.subscribers.retain(|tx| tx.send(next.clone()).is_ok());
         // Membership stats are written only while holding the hub lock, so they have one writer
         // at a time; workers never write them.
-        self.publish_gauges(id, count);
+        self.publish_gauges(id, &members);
         if let Some(cs) = self.stats.clusters.get(id) {
             cs.counters
                 .add(0, ClusterStat::MembershipChange as usize, 1);
@@ -183,13 +189,29 @@ impl MembershipHub {
         true
     }
 
-    fn publish_gauges(&self, id: ClusterId, count: usize) {
+    fn publish_gauges(&self, id: ClusterId, members: &ClusterMembers) {
         if let Some(cs) = self.stats.clusters.get(id) {
             // Written by whichever control thread holds the hub; set in slot 0, other slots stay 0.
+            let total = members.endpoints.len() as u64;
+            let healthy = members
+                .endpoints
+                .iter()
+                .filter(|e| e.health.is_healthy())
+                .count() as u64;
             cs.counters
-                .set(0, ClusterStat::MembershipTotal as usize, count as u64);
+                .set(0, ClusterStat::MembershipTotal as usize, total);
             cs.counters
-                .set(0, ClusterStat::MembershipHealthy as usize, count as u64);
+                .set(0, ClusterStat::MembershipHealthy as usize, healthy);
         }
+    }
+
+    /// Recomputes `membership_total` and `membership_healthy` after health verdicts changed
+    /// (the health-check thread calls this; the hub lock keeps the gauges single-writer).
+    pub fn publish_health(&self, id: ClusterId) {
+        let st = self.lock();
+        if let Some(members) = st.current.clusters.get(id) {
+            self.publish_gauges(id, members);
+        }
+        drop(st);
     }
 }
