@@ -54,7 +54,11 @@ pub fn text(cfg: &Bootstrap, snap: &MembershipSnapshot) -> String {
                 let _ = writeln!(out, "{n}::{a}::{}::{}", s.name(), e.stats.get(*s));
             }
             let _ = writeln!(out, "{n}::{a}::hostname::{}", e.hostname);
-            let _ = writeln!(out, "{n}::{a}::health_flags::{}", health_flags(e.health.flags()));
+            let _ = writeln!(
+                out,
+                "{n}::{a}::health_flags::{}",
+                health_flags(e.health.flags())
+            );
             let _ = writeln!(out, "{n}::{a}::weight::1");
             let _ = writeln!(out, "{n}::{a}::region::");
             let _ = writeln!(out, "{n}::{a}::zone::");

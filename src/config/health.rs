@@ -99,11 +99,7 @@ const OUTLIER_DETECTION: Message = Message {
 };
 
 /// Reads `health_checks` (a list with at most one entry); `Some(None)` for an empty list.
-pub(crate) fn health_checks(
-    cx: &mut Cx,
-    path: &str,
-    v: &Value,
-) -> Option<Option<HealthCheck>> {
+pub(crate) fn health_checks(cx: &mut Cx, path: &str, v: &Value) -> Option<Option<HealthCheck>> {
     let items = list(cx, path, v)?;
     let before = cx.errs.len();
     let mut out = None;
@@ -151,9 +147,13 @@ fn health_check(cx: &mut Cx, path: &str, v: &Value) -> Option<HealthCheck> {
         Some(h) => http_health_check(cx, &o.at("http_health_check"), h),
         None => {
             // Another checker kind was already reported as unsupported by `obj`.
-            let other = ["tcp_health_check", "grpc_health_check", "custom_health_check"]
-                .iter()
-                .any(|k| o.has(k));
+            let other = [
+                "tcp_health_check",
+                "grpc_health_check",
+                "custom_health_check",
+            ]
+            .iter()
+            .any(|k| o.has(k));
             if !other {
                 cx.err(
                     &o.at("http_health_check"),
@@ -391,7 +391,8 @@ mod tests {
             ],
             "{e:?}"
         );
-        let (_, e) = hc("[{timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1}]");
+        let (_, e) =
+            hc("[{timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1}]");
         assert!(e[0].starts_with("h[0].http_health_check: required field is missing"));
     }
 

@@ -145,8 +145,12 @@ impl ClusterStat {
             ClusterStat::HealthCheckAttempt => "health_check.attempt",
             ClusterStat::HealthCheckSuccess => "health_check.success",
             ClusterStat::HealthCheckFailure => "health_check.failure",
-            ClusterStat::OutlierEjectionsEnforcedTotal => "outlier_detection.ejections_enforced_total",
-            ClusterStat::OutlierEjectionsEnforcedConsecutive5xx => "outlier_detection.ejections_enforced_consecutive_5xx",
+            ClusterStat::OutlierEjectionsEnforcedTotal => {
+                "outlier_detection.ejections_enforced_total"
+            }
+            ClusterStat::OutlierEjectionsEnforcedConsecutive5xx => {
+                "outlier_detection.ejections_enforced_consecutive_5xx"
+            }
             ClusterStat::OutlierEjectionsOverflow => "outlier_detection.ejections_overflow",
             ClusterStat::OutlierEjectionsActive => "outlier_detection.ejections_active",
         }

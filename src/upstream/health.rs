@@ -181,9 +181,7 @@ fn status_of(buf: &[u8]) -> Result<Option<u16>, CheckFailure> {
     let code = line.get(9..12).filter(|c| c.iter().all(u8::is_ascii_digit));
     match (ok_version, code) {
         (true, Some(c)) => {
-            let n = c
-                .iter()
-                .fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+            let n = c.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
             if (100..600).contains(&n) {
                 Ok(Some(n))
             } else {

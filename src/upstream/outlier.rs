@@ -165,7 +165,11 @@ pub fn record_failure(
     let Some(target) = members.get(idx) else {
         return Verdict::Counted;
     };
-    if !target.health.outlier.count_failure(worker, od.consecutive_5xx) {
+    if !target
+        .health
+        .outlier
+        .count_failure(worker, od.consecutive_5xx)
+    {
         return Verdict::Counted;
     }
     if roll >= od.enforcing_consecutive_5xx {

@@ -178,6 +178,8 @@ pub struct ConfigBuilder {
     clusters: Vec<(String, Vec<u16>)>,
     routes: Vec<Route>,
     access_log: Option<String>,
+    /// Extra cluster fields (YAML at cluster level, unindented), by cluster name.
+    cluster_extras: Vec<(String, String)>,
 }
 
 impl Default for ConfigBuilder {
@@ -196,6 +198,7 @@ impl ConfigBuilder {
             clusters: Vec::new(),
             routes: Vec::new(),
             access_log: None,
+            cluster_extras: Vec::new(),
         }
     }
 
@@ -209,6 +212,13 @@ impl ConfigBuilder {
     /// A STATIC ROUND_ROBIN cluster with endpoints on 127.0.0.1 at `ports`.
     pub fn cluster(mut self, name: &str, ports: &[u16]) -> ConfigBuilder {
         self.clusters.push((name.into(), ports.to_vec()));
+        self
+    }
+
+    /// Adds fields to cluster `name`, e.g. `"health_checks:\n- timeout: 1s\n  ..."` (written at
+    /// the cluster's own level; this indents it).
+    pub fn cluster_extra(mut self, name: &str, yaml: &str) -> ConfigBuilder {
+        self.cluster_extras.push((name.into(), yaml.into()));
         self
     }
 
@@ -266,6 +276,15 @@ impl ConfigBuilder {
                 "  - name: {n}\n    connect_timeout: 1s\n    type: STATIC\n    lb_policy: ROUND_ROBIN\n    load_assignment:\n      cluster_name: {n}\n      endpoints:\n      - lb_endpoints:\n",
                 n = q(name)
             ));
+            let mut extra = String::new();
+            for (_, text) in self.cluster_extras.iter().filter(|(n, _)| n == name) {
+                for line in text.lines() {
+                    extra.push_str(&format!("    {line}\n"));
+                }
+            }
+            // Before load_assignment's list so the extra fields stay at cluster level.
+            let at = y.rfind("    load_assignment:\n").unwrap_or(y.len());
+            y.insert_str(at, &extra);
             for p in ports {
                 y.push_str(&format!(
                     "        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {p} }}\n"
