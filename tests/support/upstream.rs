@@ -435,6 +435,12 @@ fn serve_connection(st: &State, stream: TcpStream, conn_index: u64) -> io::Resul
                 Ok(())
             })?;
             let digest = hex(&hasher.finalize());
+            // Record the body before answering: a client that has its response may look at once.
+            if let Ok(mut log) = st.log.lock() {
+                if let Some(rec) = log.get_mut(log_index) {
+                    rec.body_len = body_len;
+                }
+            }
             let (code, body_kind) = if fail {
                 (503, Body::Text("fail\n".into()))
             } else {
