@@ -117,6 +117,8 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
             .map_err(|e| format!("admin: cannot bind {}: {e}", admin.address))?;
     }
     crate::control::spawn(bootstrap.clone(), hub.clone(), eds);
+
+    crate::upstream::health::spawn(bootstrap.clone(), hub.clone(), stats.clone());
     install_signal_handlers(state.clone())?;
 
     let shared = Arc::new(Shared {

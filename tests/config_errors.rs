@@ -371,13 +371,13 @@ fn logical_dns_needs_exactly_one_endpoint() {
 }
 
 #[test]
-fn health_checks_are_not_supported_yet() {
+fn tcp_health_checks_are_not_supported() {
     only(
         Cfg {
-            clusters: "  - name: svc\n    health_checks: []\n",
+            clusters: "  - name: svc\n    health_checks: [{timeout: 1s, interval: 1s, unhealthy_threshold: 1, healthy_threshold: 1, tcp_health_check: {}}]\n",
             ..OK
         },
-        "static_resources.clusters[0].health_checks",
+        "static_resources.clusters[0].health_checks[0].tcp_health_check",
         "not supported by Ringway",
     );
 }
@@ -568,7 +568,7 @@ fn every_error_is_collected() {
         top: "bogus: 1\nadmin: {address: {socket_address: {address: admin.local, port_value: 9901}}}",
         hcm: "          codec_type: HTTP3\n          stream_idle_timeout: 5m\n",
         routes: "              - match: {prefix: /}\n                route: {cluster: missing}\n",
-        clusters: "  - name: svc\n    type: EDS\n    connect_timeout: -1s\n  - name: other\n    outlier_detection: {}\n",
+        clusters: "  - name: svc\n    type: EDS\n    connect_timeout: -1s\n  - name: other\n    outlier_detection: {monitors: []}\n",
         ..OK
     }
     .yaml();
@@ -583,7 +583,7 @@ fn every_error_is_collected() {
         format!("{ROUTE0}.route.cluster"),
         "static_resources.clusters[0].eds_cluster_config".to_string(),
         "static_resources.clusters[0].connect_timeout".to_string(),
-        "static_resources.clusters[1].outlier_detection".to_string(),
+        "static_resources.clusters[1].outlier_detection.monitors".to_string(),
     ];
     want.sort_unstable();
     assert_eq!(paths, want, "{err}");

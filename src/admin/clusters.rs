@@ -1,8 +1,9 @@
 //! `/clusters`: every cluster's circuit breakers and current endpoints, in Envoy's text and JSON.
 //!
 //! Endpoints come from the membership hub's current snapshot, so what is shown is exactly the set
-//! workers are balancing over right now; per-endpoint counters are summed over worker slots. There
-//! is no active health checking yet, so every member reports healthy.
+//! workers are balancing over right now; per-endpoint counters are summed over worker slots.
+//! Health flags come from `upstream::health`: `/failed_active_hc` and `/failed_outlier_check` (the
+//! latter while any worker has the endpoint ejected), printed as Envoy prints them.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Bootstrap, CircuitBreakers};
 use crate::stats::EndpointStat;
+use crate::upstream::health::{EJECTED_OUTLIER, FAILED_ACTIVE_HC};
 use crate::upstream::membership::MembershipSnapshot;
 
 fn thresholds(cb: &CircuitBreakers) -> [(&'static str, u32); 4] {
@@ -52,7 +54,11 @@ pub fn text(cfg: &Bootstrap, snap: &MembershipSnapshot) -> String {
                 let _ = writeln!(out, "{n}::{a}::{}::{}", s.name(), e.stats.get(*s));
             }
             let _ = writeln!(out, "{n}::{a}::hostname::{}", e.hostname);
-            let _ = writeln!(out, "{n}::{a}::health_flags::healthy");
+            let _ = writeln!(
+                out,
+                "{n}::{a}::health_flags::{}",
+                health_flags(e.health.flags())
+            );
             let _ = writeln!(out, "{n}::{a}::weight::1");
             let _ = writeln!(out, "{n}::{a}::region::");
             let _ = writeln!(out, "{n}::{a}::zone::");
@@ -64,6 +70,21 @@ pub fn text(cfg: &Bootstrap, snap: &MembershipSnapshot) -> String {
         }
     }
     out
+}
+
+/// Envoy's `health_flags` text: `healthy`, or each failed check as `/name`.
+fn health_flags(flags: u8) -> String {
+    if flags == 0 {
+        return "healthy".to_owned();
+    }
+    let mut s = String::new();
+    if flags & FAILED_ACTIVE_HC != 0 {
+        s.push_str("/failed_active_hc");
+    }
+    if flags & EJECTED_OUTLIER != 0 {
+        s.push_str("/failed_outlier_check");
+    }
+    s
 }
 
 fn socket_address(a: SocketAddr) -> Value {
@@ -96,10 +117,18 @@ pub fn json(cfg: &Bootstrap, snap: &MembershipSnapshot) -> Value {
                             })
                         })
                         .collect();
+                    let flags = e.health.flags();
+                    let mut health = json!({"eds_health_status": "HEALTHY"});
+                    if flags & FAILED_ACTIVE_HC != 0 {
+                        health["failed_active_health_check"] = json!(true);
+                    }
+                    if flags & EJECTED_OUTLIER != 0 {
+                        health["failed_outlier_check"] = json!(true);
+                    }
                     json!({
                         "address": socket_address(e.addr),
                         "stats": st,
-                        "health_status": {"eds_health_status": "HEALTHY"},
+                        "health_status": health,
                         "weight": 1,
                         "hostname": e.hostname,
                         "locality": {},
@@ -131,6 +160,16 @@ mod tests {
     use crate::admin::test_support::bootstrap;
     use crate::stats::Stats;
     use crate::upstream::membership::MembershipHub;
+
+    #[test]
+    fn health_flags_as_envoy_prints_them() {
+        assert_eq!(health_flags(0), "healthy");
+        assert_eq!(health_flags(FAILED_ACTIVE_HC), "/failed_active_hc");
+        assert_eq!(
+            health_flags(FAILED_ACTIVE_HC | EJECTED_OUTLIER),
+            "/failed_active_hc/failed_outlier_check"
+        );
+    }
 
     #[test]
     fn text_and_json_show_thresholds_and_endpoints() {

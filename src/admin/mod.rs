@@ -226,6 +226,8 @@ pub(crate) mod test_support {
                 per_connection_buffer_limit_bytes: 1 << 20,
                 eds_path: None,
                 eds_service_name: None,
+                health_checks: None,
+                outlier: None,
             }],
         }
     }

@@ -187,7 +187,8 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
                 format!("cluster.{name}.{}", st.name()),
                 c.get(st),
                 kind_of(st.is_gauge()),
-                format!("envoy_cluster_{}", st.name()),
+                // `health_check.attempt` → `envoy_cluster_health_check_attempt`, as Envoy does.
+                format!("envoy_cluster_{}", st.name().replace('.', "_")),
                 vec![tag()],
             );
         }

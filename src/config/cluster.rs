@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::duration;
+use super::health;
 use super::model::*;
 use super::walk::*;
 
@@ -26,13 +27,14 @@ const CLUSTER: Message = Message {
         "circuit_breakers",
         "per_connection_buffer_limit_bytes",
         "eds_cluster_config",
+        "health_checks",
+        "outlier_detection",
     ],
     unsupported: &[
         "transport_socket_matches",
         "alt_stat_name",
         "cluster_type",
         "load_balancing_policy",
-        "health_checks",
         "upstream_http_protocol_options",
         "http_protocol_options",
         "http2_protocol_options",
@@ -45,7 +47,6 @@ const CLUSTER: Message = Message {
         "dns_resolution_config",
         "typed_dns_resolver_config",
         "wait_for_warm_on_init",
-        "outlier_detection",
         "cleanup_interval",
         "upstream_bind_config",
         "lb_subset_config",
@@ -309,6 +310,14 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
         Some(b) => u32_val(cx, &o.at("per_connection_buffer_limit_bytes"), b),
         None => Some(DEFAULT_BUFFER_LIMIT),
     };
+    let health_checks = match o.get("health_checks") {
+        Some(h) => health::health_checks(cx, &o.at("health_checks"), h),
+        None => Some(None),
+    };
+    let outlier = match o.get("outlier_detection") {
+        Some(od) => health::outlier_detection(cx, &o.at("outlier_detection"), od).map(Some),
+        None => Some(None),
+    };
 
     let eds = match (o.get("eds_cluster_config"), discovery) {
         (Some(e), Some(DiscoveryType::Eds)) => {
@@ -348,6 +357,8 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
                 (None, None) => None,
             },
             eds_path,
+            health_checks: health_checks?,
+            outlier: outlier?,
         })
     })();
     (built, name)
@@ -650,14 +661,14 @@ mod tests {
 
     #[test]
     fn high_priority_thresholds_and_known_fields_are_unsupported() {
-        let (_, _, e) = run("[{name: a, circuit_breakers: {thresholds: [{priority: HIGH}]}, outlier_detection: {}, hosts: []}]");
+        let (_, _, e) = run("[{name: a, circuit_breakers: {thresholds: [{priority: HIGH}]}, outlier_detection: {monitors: []}, hosts: []}]");
         let paths: Vec<&str> = e.iter().map(|s| s.split(':').next().unwrap()).collect();
         assert_eq!(
             paths,
             [
-                "c[0].outlier_detection",
                 "c[0].hosts",
-                "c[0].circuit_breakers.thresholds[0].priority"
+                "c[0].circuit_breakers.thresholds[0].priority",
+                "c[0].outlier_detection.monitors"
             ]
         );
     }

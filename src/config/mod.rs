@@ -11,6 +11,7 @@ mod cluster;
 pub mod duration;
 pub mod envoy;
 mod headers;
+mod health;
 pub mod model;
 mod routes;
 mod walk;

@@ -313,4 +313,71 @@ pub struct Cluster {
     /// EDS clusters: `eds_cluster_config.service_name`, the `cluster_name` looked up in the file
     /// (the cluster's own name when unset). `None` otherwise.
     pub eds_service_name: Option<String>,
+    /// `health_checks[0]` (one HTTP checker per cluster).
+    pub health_checks: Option<HealthCheck>,
+    /// `outlier_detection` (consecutive-5xx ejection).
+    pub outlier: Option<OutlierDetection>,
+}
+
+/// An active HTTP health check (`health_checks[0]` with `http_health_check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// `timeout`: the whole check (connect, send, response status line) must finish within it.
+    pub timeout: Duration,
+    /// `interval` between two checks of one endpoint.
+    pub interval: Duration,
+    /// `interval_jitter`: up to this much is added at random to each interval.
+    pub interval_jitter: Duration,
+    /// `unhealthy_threshold`: consecutive failures that mark a healthy endpoint unhealthy.
+    pub unhealthy_threshold: u32,
+    /// `healthy_threshold`: consecutive successes that mark an unhealthy endpoint healthy.
+    pub healthy_threshold: u32,
+    /// `http_health_check.path`.
+    pub path: String,
+    /// `http_health_check.host`; `None` sends the cluster name, as Envoy does.
+    pub host: Option<String>,
+    /// `http_health_check.expected_statuses` as half-open `[start, end)` ranges (default `[200, 201)`).
+    pub expected_statuses: Vec<(u16, u16)>,
+}
+
+impl HealthCheck {
+    pub fn expects(&self, status: u16) -> bool {
+        self.expected_statuses
+            .iter()
+            .any(|&(start, end)| (start..end).contains(&status))
+    }
+}
+
+/// `outlier_detection`: consecutive-5xx ejection (Envoy's defaults in the field docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutlierDetection {
+    /// `consecutive_5xx` (default 5): failures in a row that trigger an ejection.
+    pub consecutive_5xx: u32,
+    /// `consecutive_gateway_failure` (default 5): accepted; with Envoy's default
+    /// `enforcing_consecutive_gateway_failure: 0` it never ejects, and Ringway supports only that.
+    pub consecutive_gateway_failure: u32,
+    /// `interval` (default 10 s): how often ejection state is swept and the gauges refreshed.
+    pub interval: Duration,
+    /// `base_ejection_time` (default 30 s): an ejection lasts this times the endpoint's ejection count.
+    pub base_ejection_time: Duration,
+    /// `max_ejection_time` (default 300 s): cap on one ejection's length.
+    pub max_ejection_time: Duration,
+    /// `max_ejection_percent` (default 10).
+    pub max_ejection_percent: u32,
+    /// `enforcing_consecutive_5xx` (default 100): percent chance a detection is enforced.
+    pub enforcing_consecutive_5xx: u32,
+}
+
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_5xx: 5,
+            consecutive_gateway_failure: 5,
+            interval: Duration::from_secs(10),
+            base_ejection_time: Duration::from_secs(30),
+            max_ejection_time: Duration::from_secs(300),
+            max_ejection_percent: 10,
+            enforcing_consecutive_5xx: 100,
+        }
+    }
 }

@@ -29,6 +29,9 @@ use crate::proxy::io::{read_append_until, write_all, write_all_until, IoFail};
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::{ClusterStat, EndpointStat};
+use crate::upstream::health::FAILED_ACTIVE_HC;
+use crate::upstream::membership::Endpoint;
+use crate::upstream::outlier::{self, Verdict};
 use crate::upstream::pool::{ConnectError, UpstreamConn};
 
 /// How the request body travels.
@@ -244,6 +247,7 @@ pub async fn forward(
                 let retry_status = (is_5xx && can_retry(policy, RetryOn::FIVE_XX))
                     || (gateway && can_retry(policy, RetryOn::GATEWAY_ERROR));
                 cs.codes.inc(w.index, head.status);
+                report_outcome(w, cluster_id, &conn.endpoint, !is_5xx);
                 if retry_status
                     && retries_left > 0
                     && replayable
@@ -278,6 +282,14 @@ pub async fn forward(
                             before_response: true
                         }
                     );
+                let endpoint_failed = !stale
+                    && matches!(
+                        e,
+                        AttemptError::Reset { .. } | AttemptError::Timeout | AttemptError::Protocol
+                    );
+                if endpoint_failed {
+                    report_outcome(w, cluster_id, &conn.endpoint, false);
+                }
                 w.pool
                     .borrow_mut()
                     .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
@@ -431,6 +443,83 @@ fn take_retry(w: &Worker, cluster: ClusterId, max_retries: u32, held: &mut u32) 
     true
 }
 
+/// Feeds one exchange's outcome with `endpoint` to this worker's outlier detection (a no-op for
+/// clusters without `outlier_detection`). Success costs one load of the worker's own slot; a
+/// failure looks the endpoint up in the current members to apply `max_ejection_percent`.
+fn report_outcome(w: &Worker, cluster_id: ClusterId, endpoint: &Endpoint, ok: bool) {
+    let Some(od) = w
+        .shared
+        .config
+        .clusters
+        .get(cluster_id)
+        .and_then(|c| c.outlier.as_ref())
+    else {
+        return;
+    };
+    if ok {
+        endpoint.health.outlier.record_success(w.index);
+        return;
+    }
+    let membership = w.membership.borrow();
+    let Some(members) = membership.current.clusters.get(cluster_id) else {
+        return;
+    };
+    // A drained endpoint (no longer a member) gets no verdict: nothing would pick it anyway.
+    let Some(idx) = members
+        .endpoints
+        .iter()
+        .position(|e| std::ptr::eq(&**e, endpoint))
+    else {
+        return;
+    };
+    let roll = w.rng.borrow_mut().below(100) as u32;
+    let verdict = outlier::record_failure(w.index, od, &members.endpoints, idx, roll);
+    let cs = w.stats().clusters.get(cluster_id);
+    match verdict {
+        Verdict::Ejected => {
+            if let Some(cs) = cs {
+                cs.inc(w.index, ClusterStat::OutlierEjectionsEnforcedTotal);
+                cs.inc(w.index, ClusterStat::OutlierEjectionsEnforcedConsecutive5xx);
+            }
+            info!(
+                "worker {}: endpoint {} ejected by outlier detection ({} consecutive failures)",
+                w.index, endpoint.addr, od.consecutive_5xx
+            );
+        }
+        Verdict::Overflow => {
+            if let Some(cs) = cs {
+                cs.inc(w.index, ClusterStat::OutlierEjectionsOverflow);
+            }
+        }
+        Verdict::Counted | Verdict::NotEnforced => {}
+    }
+}
+
+/// Whether endpoint choice must consult health at all, and if so whether the cluster is in panic:
+/// with fewer than half its members healthy (the `membership_healthy` gauge, kept by the hub and
+/// the health thread), Envoy's default 50% panic threshold balances over every member instead.
+fn health_mode(w: &Worker, cluster_id: ClusterId) -> (bool, bool) {
+    let checked = w
+        .shared
+        .config
+        .clusters
+        .get(cluster_id)
+        .is_some_and(|c| c.health_checks.is_some() || c.outlier.is_some());
+    if !checked {
+        return (false, false);
+    }
+    let panic = w.stats().clusters.get(cluster_id).is_some_and(|cs| {
+        let total = cs
+            .counters
+            .slot_value(0, ClusterStat::MembershipTotal as usize);
+        let healthy = cs
+            .counters
+            .slot_value(0, ClusterStat::MembershipHealthy as usize);
+        healthy * 2 < total
+    });
+    (true, panic)
+}
+
 /// Picks an endpoint and returns a pooled connection to it, or a new one.
 async fn obtain_connection(
     w: &Rc<Worker>,
@@ -449,19 +538,28 @@ async fn obtain_connection(
             .get(cluster_id)
             .ok_or(AttemptError::Connect)?;
         let n = members.endpoints.len();
-        let idx = w.lbs.borrow_mut()[cluster_id]
-            .pick(
-                n,
-                |_| true,
-                |i| {
-                    members.endpoints[i]
-                        .stats
-                        .counters
-                        .slot_value(w.index, EndpointStat::RqActive as usize)
-                        as u32
-                },
-            )
-            .ok_or(AttemptError::Connect)?;
+        let active = |i: usize| {
+            members.endpoints[i]
+                .stats
+                .counters
+                .slot_value(w.index, EndpointStat::RqActive as usize) as u32
+        };
+        let (checked, panic) = health_mode(w, cluster_id);
+        let usable = |i: usize| {
+            let h = &members.endpoints[i].health;
+            h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
+        };
+        let mut lbs = w.lbs.borrow_mut();
+        let lb = &mut lbs[cluster_id];
+        let picked = if checked && !panic {
+            // Every member unusable while the gauge still says otherwise: fall back to all.
+            lb.pick(n, usable, active)
+                .or_else(|| lb.pick(n, |_| true, active))
+        } else {
+            lb.pick(n, |_| true, active)
+        };
+        drop(lbs);
+        let idx = picked.ok_or(AttemptError::Connect)?;
         let addr = members.endpoints[idx].addr;
         if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
             if let Some(cs) = w.stats().clusters.get(cluster_id) {
@@ -489,7 +587,10 @@ async fn obtain_connection(
         connect_timeout,
     )
     .await
-    .map_err(|_: ConnectError| AttemptError::Connect)?;
+    .map_err(|_: ConnectError| {
+        report_outcome(w, cluster_id, &endpoint, false);
+        AttemptError::Connect
+    })?;
     w.pool.borrow_mut().opened(cluster_id);
     Ok(conn)
 }

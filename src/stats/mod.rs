@@ -52,10 +52,17 @@ pub enum ClusterStat {
     MembershipChange,
     UpdateSuccess,
     UpdateRejected,
+    HealthCheckAttempt,
+    HealthCheckSuccess,
+    HealthCheckFailure,
+    OutlierEjectionsEnforcedTotal,
+    OutlierEjectionsEnforcedConsecutive5xx,
+    OutlierEjectionsOverflow,
+    OutlierEjectionsActive,
 }
 
 impl ClusterStat {
-    pub const COUNT: usize = ClusterStat::UpdateRejected as usize + 1;
+    pub const COUNT: usize = ClusterStat::OutlierEjectionsActive as usize + 1;
     pub const ALL: [ClusterStat; ClusterStat::COUNT] = [
         ClusterStat::UpstreamRqTotal,
         ClusterStat::UpstreamRqActive,
@@ -90,6 +97,13 @@ impl ClusterStat {
         ClusterStat::MembershipChange,
         ClusterStat::UpdateSuccess,
         ClusterStat::UpdateRejected,
+        ClusterStat::HealthCheckAttempt,
+        ClusterStat::HealthCheckSuccess,
+        ClusterStat::HealthCheckFailure,
+        ClusterStat::OutlierEjectionsEnforcedTotal,
+        ClusterStat::OutlierEjectionsEnforcedConsecutive5xx,
+        ClusterStat::OutlierEjectionsOverflow,
+        ClusterStat::OutlierEjectionsActive,
     ];
 
     /// Envoy's stat name (the part after `cluster.<name>.`).
@@ -128,6 +142,17 @@ impl ClusterStat {
             ClusterStat::MembershipChange => "membership_change",
             ClusterStat::UpdateSuccess => "update_success",
             ClusterStat::UpdateRejected => "update_rejected",
+            ClusterStat::HealthCheckAttempt => "health_check.attempt",
+            ClusterStat::HealthCheckSuccess => "health_check.success",
+            ClusterStat::HealthCheckFailure => "health_check.failure",
+            ClusterStat::OutlierEjectionsEnforcedTotal => {
+                "outlier_detection.ejections_enforced_total"
+            }
+            ClusterStat::OutlierEjectionsEnforcedConsecutive5xx => {
+                "outlier_detection.ejections_enforced_consecutive_5xx"
+            }
+            ClusterStat::OutlierEjectionsOverflow => "outlier_detection.ejections_overflow",
+            ClusterStat::OutlierEjectionsActive => "outlier_detection.ejections_active",
         }
     }
 
@@ -140,6 +165,7 @@ impl ClusterStat {
                 | ClusterStat::UpstreamCxActive
                 | ClusterStat::MembershipTotal
                 | ClusterStat::MembershipHealthy
+                | ClusterStat::OutlierEjectionsActive
         )
     }
 }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Bootstrap, ClusterId};
 use crate::stats::{ClusterStat, EndpointStats, Stats};
+use crate::upstream::health::EndpointHealth;
 
 /// One upstream endpoint. Shared between snapshots while it stays a member.
 pub struct Endpoint {
@@ -29,6 +30,9 @@ pub struct Endpoint {
     pub stats: EndpointStats,
     /// Cleared (once, never set again) when the endpoint leaves its cluster.
     member: AtomicBool,
+    /// Active health-check verdict and per-worker outlier state (`upstream::health`), read by
+    /// workers without locks.
+    pub health: EndpointHealth,
 }
 
 impl Endpoint {
@@ -38,6 +42,7 @@ impl Endpoint {
             hostname,
             stats: EndpointStats::new(workers),
             member: AtomicBool::new(true),
+            health: EndpointHealth::new(workers),
         }
     }
 
@@ -124,7 +129,7 @@ impl MembershipHub {
         });
         let current = hub.current();
         for (id, members) in current.clusters.iter().enumerate() {
-            hub.publish_gauges(id, members.endpoints.len());
+            hub.publish_gauges(id, members);
         }
         hub
     }
@@ -238,9 +243,9 @@ impl MembershipHub {
                 e.member.store(false, Ordering::Relaxed);
             }
         }
-        let count = endpoints.len();
         let mut clusters = st.current.clusters.clone();
-        clusters[id] = Arc::new(ClusterMembers { endpoints });
+        let members = Arc::new(ClusterMembers { endpoints });
+        clusters[id] = members.clone();
         let next = Arc::new(MembershipSnapshot {
             generation: st.current.generation + 1,
             clusters,
@@ -249,7 +254,7 @@ impl MembershipHub {
         st.subscribers.retain(|tx| tx.send(next.clone()).is_ok());
         // Membership stats are written only while holding the hub lock, so they have one writer
         // at a time; workers never write them.
-        self.publish_gauges(id, count);
+        self.publish_gauges(id, &members);
         if let Some(cs) = self.stats.clusters.get(id) {
             cs.counters
                 .add(0, ClusterStat::MembershipChange as usize, 1);
@@ -257,14 +262,30 @@ impl MembershipHub {
         true
     }
 
-    fn publish_gauges(&self, id: ClusterId, count: usize) {
+    fn publish_gauges(&self, id: ClusterId, members: &ClusterMembers) {
         if let Some(cs) = self.stats.clusters.get(id) {
             // Written by whichever control thread holds the hub; set in slot 0, other slots stay 0.
+            let total = members.endpoints.len() as u64;
+            let healthy = members
+                .endpoints
+                .iter()
+                .filter(|e| e.health.is_healthy())
+                .count() as u64;
             cs.counters
-                .set(0, ClusterStat::MembershipTotal as usize, count as u64);
+                .set(0, ClusterStat::MembershipTotal as usize, total);
             cs.counters
-                .set(0, ClusterStat::MembershipHealthy as usize, count as u64);
+                .set(0, ClusterStat::MembershipHealthy as usize, healthy);
         }
+    }
+
+    /// Recomputes `membership_total` and `membership_healthy` after health verdicts changed
+    /// (the health-check thread calls this; the hub lock keeps the gauges single-writer).
+    pub fn publish_health(&self, id: ClusterId) {
+        let st = self.lock();
+        if let Some(members) = st.current.clusters.get(id) {
+            self.publish_gauges(id, members);
+        }
+        drop(st);
     }
 }
 

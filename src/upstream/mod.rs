@@ -1,6 +1,9 @@
-//! Upstream side: cluster membership, load balancing, per-worker connection pools, DNS.
+//! Upstream side: cluster membership, load balancing, per-worker connection pools, DNS, active
+//! health checks and outlier detection.
 
 pub mod dns;
+pub mod health;
 pub mod lb;
 pub mod membership;
+pub mod outlier;
 pub mod pool;

@@ -180,6 +180,8 @@ pub struct ConfigBuilder {
     eds_clusters: Vec<(String, String)>,
     routes: Vec<Route>,
     access_log: Option<String>,
+    /// Extra cluster fields (YAML at cluster level, unindented), by cluster name.
+    cluster_extras: Vec<(String, String)>,
 }
 
 impl Default for ConfigBuilder {
@@ -199,6 +201,7 @@ impl ConfigBuilder {
             eds_clusters: Vec::new(),
             routes: Vec::new(),
             access_log: None,
+            cluster_extras: Vec::new(),
         }
     }
 
@@ -219,6 +222,10 @@ impl ConfigBuilder {
     /// `path` (`eds_config.path_config_source.path`).
     pub fn eds_cluster(mut self, name: &str, path: &str) -> ConfigBuilder {
         self.eds_clusters.push((name.into(), path.into()));
+    /// Adds fields to cluster `name`, e.g. `"health_checks:\n- timeout: 1s\n  ..."` (written at
+    /// the cluster's own level; this indents it).
+    pub fn cluster_extra(mut self, name: &str, yaml: &str) -> ConfigBuilder {
+        self.cluster_extras.push((name.into(), yaml.into()));
         self
     }
 
@@ -276,6 +283,15 @@ impl ConfigBuilder {
                 "  - name: {n}\n    connect_timeout: 1s\n    type: STATIC\n    lb_policy: ROUND_ROBIN\n    load_assignment:\n      cluster_name: {n}\n      endpoints:\n      - lb_endpoints:\n",
                 n = q(name)
             ));
+            let mut extra = String::new();
+            for (_, text) in self.cluster_extras.iter().filter(|(n, _)| n == name) {
+                for line in text.lines() {
+                    extra.push_str(&format!("    {line}\n"));
+                }
+            }
+            // Before load_assignment's list so the extra fields stay at cluster level.
+            let at = y.rfind("    load_assignment:\n").unwrap_or(y.len());
+            y.insert_str(at, &extra);
             for p in ports {
                 y.push_str(&format!(
                     "        - endpoint:\n            address:\n              socket_address: {{ address: 127.0.0.1, port_value: {p} }}\n"

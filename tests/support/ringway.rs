@@ -53,7 +53,7 @@ impl Ringway {
         Self::start_with_args(yaml, &[])
     }
 
-    /// Like `start`, with extra command-line arguments.
+    /// Like `start`, with extra command-line arguments (`--concurrency N` replaces the default 2).
     pub fn start_with_args(yaml: &str, extra: &[&str]) -> Ringway {
         let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
             .unwrap_or_else(|e| panic!("test config is not YAML ({e}):\n{yaml}"));
@@ -85,7 +85,11 @@ impl Ringway {
         let mut cmd = Command::new(&bin);
         cmd.arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "2", "--no-pin", "-l", "warning"]);
+            .args(["--no-pin", "-l", "warning"]);
+        // Two workers unless the test chose (clap refuses a repeated --concurrency).
+        if !extra.contains(&"--concurrency") {
+            cmd.args(["--concurrency", "2"]);
+        }
         // The io_uring driver is the default; a CI host without io_uring sets this to `auto`/`epoll`.
         if let Ok(driver) = std::env::var("RINGWAY_TEST_IO_DRIVER") {
             if !driver.is_empty() {

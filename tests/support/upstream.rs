@@ -96,8 +96,28 @@ impl TestUpstream {
         Self::start_inner(Some(id.to_string()))
     }
 
+    /// Starts an upstream on a given port, e.g. to revive one that was dropped. Retries the bind
+    /// for up to 5 s in case the old listener is still going away.
+    pub fn start_on(port: u16) -> TestUpstream {
+        Self::start_bound(None, port)
+    }
+
     fn start_inner(id: Option<String>) -> TestUpstream {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("test upstream: bind 127.0.0.1:0");
+        Self::start_bound(id, 0)
+    }
+
+    fn start_bound(id: Option<String>, want: u16) -> TestUpstream {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            match TcpListener::bind(("127.0.0.1", want)) {
+                Ok(l) => break l,
+                Err(e) if want != 0 && std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("test upstream: bind 127.0.0.1:{want}: {e}"),
+            }
+        };
         let port = listener
             .local_addr()
             .expect("test upstream: local_addr")
@@ -155,6 +175,11 @@ impl TestUpstream {
     /// A copy of every request head received so far.
     pub fn log(&self) -> Vec<RecordedRequest> {
         self.state.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Requests received so far other than health checks (whose path is `hc_path`).
+    pub fn requests_except(&self, hc_path: &str) -> usize {
+        self.log().iter().filter(|r| r.path != hc_path).count()
     }
 
     /// The last request received, if any.
@@ -418,6 +443,12 @@ fn serve_connection(st: &State, stream: TcpStream, conn_index: u64) -> io::Resul
                 Ok(())
             })?;
             let digest = hex(&hasher.finalize());
+            // Record the body before answering: a client that has its response may look at once.
+            if let Ok(mut log) = st.log.lock() {
+                if let Some(rec) = log.get_mut(log_index) {
+                    rec.body_len = body_len;
+                }
+            }
             let (code, body_kind) = if fail {
                 (503, Body::Text("fail\n".into()))
             } else {

@@ -1,0 +1,418 @@
+//! Active HTTP health checking, and the per-endpoint health state workers read without locks.
+//!
+//! One control-side thread (`ringway-health`) checks every endpoint of every cluster that has
+//! `health_checks`, taking the membership hub's current snapshot each round so endpoints that come
+//! and go are followed. A check is a blocking `GET <path>` on a fresh connection with
+//! `Connection: close`, bounded as a whole by `timeout`: blocking is fine here because this thread
+//! is never on the request path. Endpoints of a cluster are checked one after another, so a round
+//! takes at most `members × timeout`, and the next round starts `interval` (plus up to
+//! `interval_jitter`) after the previous one ended.
+//!
+//! Verdicts are published as bits in [`EndpointHealth::flags`], an `AtomicU8` in the endpoint that
+//! workers load with `Relaxed` when balancing: no snapshot rebuild, no message, no lock.
+//! An endpoint starts healthy (Envoy starts hosts of a health-checked cluster unhealthy until the
+//! first check passes; Ringway does not, so a fresh start or a newly added endpoint serves at once),
+//! turns unhealthy after `unhealthy_threshold` failures in a row (unexpected status, connect error,
+//! timeout, malformed answer) and healthy again after `healthy_threshold` successes in a row.
+//!
+//! The same thread sweeps outlier-ejection state (see `outlier.rs`) to keep the
+//! `ejections_active` gauge, the `/clusters` flag and `membership_healthy` current.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::{Bootstrap, HealthCheck};
+use crate::rng::FastRng;
+use crate::stats::{ClusterStat, Stats};
+use crate::upstream::membership::MembershipHub;
+use crate::upstream::outlier::{self, OutlierSlots};
+
+/// The endpoint failed active health checking (`/failed_active_hc` in `/clusters`).
+pub const FAILED_ACTIVE_HC: u8 = 1;
+/// Some worker has the endpoint ejected by outlier detection (`/failed_outlier_check`); workers
+/// decide on their own slot in [`OutlierSlots`], this bit is for display and the healthy gauge.
+pub const EJECTED_OUTLIER: u8 = 1 << 1;
+
+/// Health of one endpoint. `flags` and the check counters are written only by the health thread;
+/// each outlier slot only by its worker.
+pub struct EndpointHealth {
+    pub flags: AtomicU8,
+    /// Successes in a row while failed, or failures in a row while healthy.
+    successes: AtomicU32,
+    failures: AtomicU32,
+    pub outlier: OutlierSlots,
+}
+
+impl EndpointHealth {
+    pub fn new(workers: usize) -> Self {
+        EndpointHealth {
+            flags: AtomicU8::new(0),
+            successes: AtomicU32::new(0),
+            failures: AtomicU32::new(0),
+            outlier: OutlierSlots::new(workers),
+        }
+    }
+
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.flags.load(Ordering::Relaxed)
+    }
+
+    /// Neither failed active checks nor ejected anywhere (what `membership_healthy` counts).
+    #[inline]
+    pub fn is_healthy(&self) -> bool {
+        self.flags() == 0
+    }
+
+    #[inline]
+    pub fn failed_active_hc(&self) -> bool {
+        self.flags() & FAILED_ACTIVE_HC != 0
+    }
+
+    /// Applies one check result; returns true when the endpoint changed state.
+    pub fn record_check(&self, ok: bool, hc: &HealthCheck) -> bool {
+        let failed = self.failed_active_hc();
+        if ok {
+            self.failures.store(0, Ordering::Relaxed);
+            let n = self.successes.load(Ordering::Relaxed).saturating_add(1);
+            self.successes.store(n, Ordering::Relaxed);
+            if failed && n >= hc.healthy_threshold {
+                self.set_flag(FAILED_ACTIVE_HC, false);
+                return true;
+            }
+        } else {
+            self.successes.store(0, Ordering::Relaxed);
+            let n = self.failures.load(Ordering::Relaxed).saturating_add(1);
+            self.failures.store(n, Ordering::Relaxed);
+            if !failed && n >= hc.unhealthy_threshold {
+                self.set_flag(FAILED_ACTIVE_HC, true);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Sets or clears `bit`; true when it changed. Only the health thread calls this.
+    fn set_flag(&self, bit: u8, on: bool) -> bool {
+        let old = self.flags();
+        let new = if on { old | bit } else { old & !bit };
+        self.flags.store(new, Ordering::Relaxed);
+        old != new
+    }
+}
+
+/// Why a check failed (for the log line on a state change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFailure {
+    Connect,
+    Timeout,
+    Io,
+    Malformed,
+    Status(u16),
+}
+
+/// Runs one HTTP check against `addr`: the status must be in `expected_statuses`.
+pub fn check(addr: SocketAddr, host: &str, hc: &HealthCheck) -> Result<u16, CheckFailure> {
+    let deadline = Instant::now() + hc.timeout;
+    let remaining = || {
+        deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    };
+    let mut s = TcpStream::connect_timeout(&addr, hc.timeout).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::TimedOut {
+            CheckFailure::Timeout
+        } else {
+            CheckFailure::Connect
+        }
+    })?;
+    let _ = s.set_nodelay(true);
+    let req = format!(
+        "GET {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: Envoy/HC\r\nconnection: close\r\n\r\n",
+        hc.path
+    );
+    let timed_out = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => CheckFailure::Timeout,
+        _ => CheckFailure::Io,
+    };
+    s.set_write_timeout(Some(remaining().ok_or(CheckFailure::Timeout)?))
+        .map_err(|_| CheckFailure::Io)?;
+    s.write_all(req.as_bytes()).map_err(timed_out)?;
+    // Only the status line matters; read until its end.
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    loop {
+        if let Some(status) = status_of(&buf[..len])? {
+            return if hc.expects(status) {
+                Ok(status)
+            } else {
+                Err(CheckFailure::Status(status))
+            };
+        }
+        if len == buf.len() {
+            return Err(CheckFailure::Malformed);
+        }
+        s.set_read_timeout(Some(remaining().ok_or(CheckFailure::Timeout)?))
+            .map_err(|_| CheckFailure::Io)?;
+        match s.read(&mut buf[len..]) {
+            Ok(0) => return Err(CheckFailure::Io),
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(timed_out(e)),
+        }
+    }
+}
+
+/// The status code once the status line is complete (`HTTP/1.x NNN ...\r\n`).
+fn status_of(buf: &[u8]) -> Result<Option<u16>, CheckFailure> {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        // Reject early what can never become a status line.
+        let prefix = &buf[..buf.len().min(5)];
+        if !b"HTTP/"[..prefix.len()].eq(prefix) {
+            return Err(CheckFailure::Malformed);
+        }
+        return Ok(None);
+    };
+    let line = &buf[..end];
+    let ok_version = line.starts_with(b"HTTP/1.1 ") || line.starts_with(b"HTTP/1.0 ");
+    let code = line.get(9..12).filter(|c| c.iter().all(u8::is_ascii_digit));
+    match (ok_version, code) {
+        (true, Some(c)) => {
+            let n = c.iter().fold(0u16, |acc, d| acc * 10 + u16::from(d - b'0'));
+            if (100..600).contains(&n) {
+                Ok(Some(n))
+            } else {
+                Err(CheckFailure::Malformed)
+            }
+        }
+        _ => Err(CheckFailure::Malformed),
+    }
+}
+
+/// Starts the health thread when some cluster has health checks or outlier detection.
+pub fn spawn(cfg: Arc<Bootstrap>, hub: Arc<MembershipHub>, stats: Arc<Stats>) {
+    if !cfg
+        .clusters
+        .iter()
+        .any(|c| c.health_checks.is_some() || c.outlier.is_some())
+    {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("ringway-health".into())
+        .spawn(move || run(&cfg, &hub, &stats));
+    if let Err(e) = spawned {
+        warn!("cannot start the health-check thread: {e}; endpoints stay healthy");
+    }
+}
+
+fn run(cfg: &Bootstrap, hub: &MembershipHub, stats: &Stats) {
+    let mut rng = FastRng::new(u64::from(std::process::id()) ^ 0x6865_616c_7468);
+    let start = Instant::now();
+    // The first round runs at once, so a dead endpoint is found within one timeout of start.
+    let mut next_check: Vec<Instant> = vec![start; cfg.clusters.len()];
+    let mut next_sweep: Vec<Instant> = vec![start; cfg.clusters.len()];
+    loop {
+        let now = Instant::now();
+        for (id, c) in cfg.clusters.iter().enumerate() {
+            let mut changed = false;
+            if let Some(hc) = &c.health_checks {
+                if next_check[id] <= now {
+                    changed |= check_round(hub, stats, id, &c.name, hc);
+                    let jitter = if hc.interval_jitter.is_zero() {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_nanos(rng.below(hc.interval_jitter.as_nanos() as u64))
+                    };
+                    next_check[id] = Instant::now() + hc.interval + jitter;
+                }
+            }
+            if next_sweep[id] <= now {
+                changed |= sweep(hub, stats, id);
+                let every = c
+                    .outlier
+                    .as_ref()
+                    .map_or(Duration::from_secs(1), outlier::sweep_interval);
+                next_sweep[id] = Instant::now() + every;
+            }
+            if changed {
+                hub.publish_health(id);
+            }
+        }
+        let wake = next_check
+            .iter()
+            .zip(&cfg.clusters)
+            .filter(|(_, c)| c.health_checks.is_some())
+            .map(|(t, _)| *t)
+            .chain(next_sweep.iter().copied())
+            .min()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        let pause = wake.saturating_duration_since(Instant::now());
+        std::thread::sleep(pause.min(Duration::from_secs(1)));
+    }
+}
+
+/// Checks every current member of cluster `id` once; true when any verdict changed.
+fn check_round(
+    hub: &MembershipHub,
+    stats: &Stats,
+    id: usize,
+    name: &str,
+    hc: &HealthCheck,
+) -> bool {
+    let snap = hub.current();
+    let Some(members) = snap.clusters.get(id) else {
+        return false;
+    };
+    let cs = stats.clusters.get(id);
+    // This thread is the only writer of the health_check.* counters; they live in slot 0.
+    let bump = |s: ClusterStat| {
+        if let Some(cs) = cs {
+            cs.counters.inc(0, s as usize);
+        }
+    };
+    let host = hc.host.as_deref().unwrap_or(name);
+    let mut changed = false;
+    for e in &members.endpoints {
+        bump(ClusterStat::HealthCheckAttempt);
+        let result = check(e.addr, host, hc);
+        match result {
+            Ok(_) => bump(ClusterStat::HealthCheckSuccess),
+            Err(_) => bump(ClusterStat::HealthCheckFailure),
+        }
+        if e.health.record_check(result.is_ok(), hc) {
+            changed = true;
+            match result {
+                Ok(_) => info!("cluster '{name}': endpoint {} is healthy again", e.addr),
+                Err(why) => warn!(
+                    "cluster '{name}': endpoint {} failed {} health check(s) in a row ({why:?}); marked unhealthy",
+                    e.addr, hc.unhealthy_threshold
+                ),
+            }
+        }
+    }
+    changed
+}
+
+/// Refreshes the `EJECTED_OUTLIER` bits and the `ejections_active` gauge of cluster `id`.
+fn sweep(hub: &MembershipHub, stats: &Stats, id: usize) -> bool {
+    let snap = hub.current();
+    let Some(members) = snap.clusters.get(id) else {
+        return false;
+    };
+    let now = outlier::now_ms();
+    let mut active = 0u64;
+    let mut changed = false;
+    for e in &members.endpoints {
+        let ejected = e.health.outlier.ejected_anywhere(now);
+        active += u64::from(ejected);
+        changed |= e.health.set_flag(EJECTED_OUTLIER, ejected);
+    }
+    if let Some(cs) = stats.clusters.get(id) {
+        cs.counters
+            .set(0, ClusterStat::OutlierEjectionsActive as usize, active);
+    }
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::net::TcpListener;
+
+    fn hc() -> HealthCheck {
+        HealthCheck {
+            timeout: Duration::from_millis(500),
+            interval: Duration::from_millis(100),
+            interval_jitter: Duration::ZERO,
+            unhealthy_threshold: 2,
+            healthy_threshold: 3,
+            path: "/healthz".into(),
+            host: None,
+            expected_statuses: vec![(200, 201)],
+        }
+    }
+
+    #[test]
+    fn thresholds_drive_the_flag() {
+        let h = EndpointHealth::new(1);
+        let c = hc();
+        assert!(h.is_healthy());
+        assert!(!h.record_check(false, &c));
+        assert!(!h.record_check(true, &c), "a success breaks the run");
+        assert!(!h.record_check(false, &c));
+        assert!(h.record_check(false, &c));
+        assert!(h.failed_active_hc() && !h.is_healthy());
+        assert!(!h.record_check(true, &c));
+        assert!(!h.record_check(true, &c));
+        assert!(h.record_check(true, &c));
+        assert!(h.is_healthy());
+    }
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Ok(Some(200)));
+        assert_eq!(status_of(b"HTTP/1.0 503\r\n"), Ok(Some(503)));
+        assert_eq!(status_of(b"HTTP/1.1 20"), Ok(None));
+        assert_eq!(status_of(b"HT"), Ok(None));
+        assert_eq!(status_of(b"SSH-2.0"), Err(CheckFailure::Malformed));
+        assert_eq!(status_of(b"HTTP/1.1 abc\r\n"), Err(CheckFailure::Malformed));
+        assert_eq!(status_of(b"HTTP/2 200\r\n"), Err(CheckFailure::Malformed));
+    }
+
+    /// A one-shot origin answering `reply`; returns its address and the request it received.
+    fn origin(reply: &'static [u8]) -> (SocketAddr, std::thread::JoinHandle<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut req = Vec::new();
+            let mut buf = [0u8; 512];
+            while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = s.read(&mut buf).unwrap();
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(reply).unwrap();
+            String::from_utf8(req).unwrap()
+        });
+        (addr, t)
+    }
+
+    #[test]
+    fn checks_over_the_wire() {
+        let (addr, t) = origin(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(check(addr, "svc", &hc()), Ok(200));
+        let req = t.join().unwrap();
+        assert!(req.starts_with("GET /healthz HTTP/1.1\r\n"), "{req}");
+        assert!(req.contains("host: svc\r\n"), "{req}");
+
+        let (addr, t) = origin(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
+        assert_eq!(check(addr, "svc", &hc()), Err(CheckFailure::Status(503)));
+        t.join().unwrap();
+
+        // Nothing listening: connection refused.
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = l.local_addr().unwrap();
+        drop(l);
+        assert_eq!(check(dead, "svc", &hc()), Err(CheckFailure::Connect));
+    }
+
+    #[test]
+    fn a_silent_origin_times_out() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut c = hc();
+        c.timeout = Duration::from_millis(100);
+        let started = Instant::now();
+        assert_eq!(check(addr, "svc", &c), Err(CheckFailure::Timeout));
+        assert!(started.elapsed() < Duration::from_secs(2));
+        drop(l);
+    }
+}
