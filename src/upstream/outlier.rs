@@ -200,18 +200,15 @@ pub fn sweep_interval(od: &OutlierDetection) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::stats::EndpointStats;
-    use crate::upstream::health::EndpointHealth;
 
     fn members(n: usize) -> Vec<Arc<Endpoint>> {
         (0..n)
             .map(|i| {
-                Arc::new(Endpoint {
-                    addr: format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
-                    hostname: String::new(),
-                    stats: EndpointStats::new(2),
-                    health: EndpointHealth::new(2),
-                })
+                Arc::new(Endpoint::new(
+                    format!("127.0.0.1:{}", 9000 + i).parse().unwrap(),
+                    String::new(),
+                    2,
+                ))
             })
             .collect()
     }

@@ -222,6 +222,9 @@ impl ConfigBuilder {
     /// `path` (`eds_config.path_config_source.path`).
     pub fn eds_cluster(mut self, name: &str, path: &str) -> ConfigBuilder {
         self.eds_clusters.push((name.into(), path.into()));
+        self
+    }
+
     /// Adds fields to cluster `name`, e.g. `"health_checks:\n- timeout: 1s\n  ..."` (written at
     /// the cluster's own level; this indents it).
     pub fn cluster_extra(mut self, name: &str, yaml: &str) -> ConfigBuilder {
