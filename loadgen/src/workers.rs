@@ -8,6 +8,7 @@
 //! kernel, seccomp, container policy) the thread falls back to the legacy epoll driver and
 //! says so, because a silent fallback would make results incomparable.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,18 +19,53 @@ use crate::cli::{Config, Mode};
 use crate::conn::{self, Pacing, Plan};
 use crate::report::{Recorder, Summary};
 use crate::schedule::Schedule;
+use crate::timeline::Timeline;
 
 /// Head start before t0: thread start, runtime setup and the initial connects.
 const LEAD_IN: Duration = Duration::from_millis(200);
 /// io_uring submission queue size; far above the in-flight ops of one thread's connections.
 const URING_ENTRIES: u32 = 1024;
 
+/// The clock of a run, fixed before any thread starts so that other actors (the churn driver)
+/// can align with the measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    /// Time zero of every schedule.
+    pub t0: Instant,
+    /// Start of the measured window (after warmup).
+    pub measure_from: Instant,
+    /// End of the measured window: no request due at or after it is sent.
+    pub end: Instant,
+}
+
+impl Times {
+    /// Times for a run of `cfg` starting now (plus a short lead-in for thread start-up).
+    pub fn plan(cfg: &Config) -> Times {
+        let t0 = Instant::now() + LEAD_IN;
+        let measure_from = t0 + cfg.warmup;
+        Times {
+            t0,
+            measure_from,
+            end: measure_from + cfg.duration,
+        }
+    }
+}
+
 /// Run the load described by `cfg` and summarise it.
+#[cfg(test)]
 pub fn run(cfg: &Config) -> Result<Summary, String> {
-    let t0 = Instant::now() + LEAD_IN;
-    let measure_from = t0 + cfg.warmup;
-    let end = measure_from + cfg.duration;
+    run_at(cfg, Times::plan(cfg))
+}
+
+/// Run the load described by `cfg` on the clock `times` and summarise it.
+pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
+    let Times {
+        t0,
+        measure_from,
+        end,
+    } = times;
     let deadline = end + cfg.timeout;
+    let duration = cfg.duration;
     let mut handles = Vec::with_capacity(cfg.threads);
     for thread in 0..cfg.threads {
         let cpu = cfg
@@ -42,26 +78,27 @@ pub fn run(cfg: &Config) -> Result<Summary, String> {
         let (connections, threads, seed) = (cfg.connections, cfg.threads, cfg.seed);
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{thread}"))
-            .spawn(move || -> Result<(Recorder, &'static str), String> {
-                if let Some(id) = cpu {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                        eprintln!("warning: could not pin thread {thread} to CPU {id}");
+            .spawn(
+                move || -> Result<((Recorder, Timeline), &'static str), String> {
+                    if let Some(id) = cpu {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                            eprintln!("warning: could not pin thread {thread} to CPU {id}");
+                        }
                     }
-                }
-                block_on(move || async move {
-                    let plan = Rc::new(Plan {
-                        addr,
-                        request: Rc::new(request),
-                        head_request,
-                        timeout,
-                        t0,
-                        measure_from,
-                        end,
-                        deadline,
-                    });
-                    // Connection g of the run belongs to thread g % threads.
-                    let tasks: Vec<_> =
-                        (thread..connections)
+                    block_on(move || async move {
+                        let plan = Rc::new(Plan {
+                            addr,
+                            request: Rc::new(request),
+                            head_request,
+                            timeout,
+                            t0,
+                            measure_from,
+                            end,
+                            deadline,
+                            timeline: RefCell::new(Timeline::new(duration)),
+                        });
+                        // Connection g of the run belongs to thread g % threads.
+                        let tasks: Vec<_> = (thread..connections)
                             .step_by(threads)
                             .map(|g| {
                                 let pacing =
@@ -74,23 +111,26 @@ pub fn run(cfg: &Config) -> Result<Summary, String> {
                                 monoio::spawn(conn::run(Rc::clone(&plan), pacing))
                             })
                             .collect();
-                    let mut rec = Recorder::new();
-                    for t in tasks {
-                        rec.merge(&t.await);
-                    }
-                    rec
-                })
-            })
+                        let mut rec = Recorder::new();
+                        for t in tasks {
+                            rec.merge(&t.await);
+                        }
+                        (rec, plan.timeline.replace(Timeline::new(Duration::ZERO)))
+                    })
+                },
+            )
             .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
         handles.push(h);
     }
     let mut rec = Recorder::new();
+    let mut timeline = Timeline::new(cfg.duration);
     let mut drivers: Vec<&str> = Vec::new();
     for h in handles {
-        let (r, driver) = h
+        let ((r, tl), driver) = h
             .join()
             .map_err(|_| "a worker thread panicked".to_string())??;
         rec.merge(&r);
+        timeline.merge(&tl);
         if !drivers.contains(&driver) {
             drivers.push(driver);
         }
@@ -108,6 +148,9 @@ pub fn run(cfg: &Config) -> Result<Summary, String> {
         duration: cfg.duration,
         driver: drivers.join("+"),
         rec,
+        timeline,
+        churn: Vec::new(),
+        churn_window: crate::report::DEFAULT_CHURN_WINDOW,
     })
 }
 
@@ -203,6 +246,8 @@ mod tests {
             head_request: false,
             seed: 1,
             json: None,
+            report: None,
+            churn: None,
         }
     }
 
