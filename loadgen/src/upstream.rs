@@ -276,10 +276,11 @@ fn serve_conn(mut s: TcpStream, ctx: &ConnCtx) {
             if !ctx.delay.is_zero() {
                 std::thread::sleep(ctx.delay);
             }
+            // Counted before the write so a client that saw the response sees the count too.
+            ctx.requests.fetch_add(1, Ordering::Relaxed);
             if s.write_all(&ctx.response).is_err() {
                 return;
             }
-            ctx.requests.fetch_add(1, Ordering::Relaxed);
             if close {
                 return;
             }

@@ -194,8 +194,14 @@ mod tests {
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
     /// Tiny keep-alive origin: one thread per connection, answers every `\r\n\r\n`-terminated
-    /// request; the `stall_at`-th request of the whole server (once) waits `stall` first.
+    /// request; the first request that is at least the `stall_at`-th of the whole server and
+    /// arrives at least `stall_after` after the origin started waits `stall` first (once).
     fn origin(stall_at: u64, stall: Duration) -> std::net::SocketAddr {
+        origin_timed(stall_at, Duration::ZERO, stall)
+    }
+
+    fn origin_timed(stall_at: u64, stall_after: Duration, stall: Duration) -> std::net::SocketAddr {
+        let born = Instant::now();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let count = Arc::new(AtomicU64::new(0));
@@ -217,7 +223,10 @@ mod tests {
                         while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                             pending.drain(..i + 4);
                             let k = count.fetch_add(1, Ordering::SeqCst);
-                            if k >= stall_at && !stalled.swap(true, Ordering::SeqCst) {
+                            if k >= stall_at
+                                && born.elapsed() >= stall_after
+                                && !stalled.swap(true, Ordering::SeqCst)
+                            {
                                 std::thread::sleep(stall);
                             }
                             if s.write_all(RESPONSE).is_err() {
@@ -271,6 +280,40 @@ mod tests {
         assert!(s.max_ms() >= 490.0, "{}", s.to_text());
         // Most requests were not behind the stall.
         assert!(s.percentile_ms(0.5) < 100.0, "{}", s.to_text());
+        // Hundreds of requests carry the stall, not just the one that hit it.
+        // (~250 queued behind it at 2 ms per connection tick, ~200 of them >= 100 ms.)
+        assert!(slow(&s) > 150, "{}", s.to_text());
+        // The per-second series shows the stall in exactly the seconds it happened.
+        let series = s.timeline.series();
+        assert!(series.iter().any(|p| p.max_ms >= 490.0), "{series:?}");
+        assert!(series.iter().any(|p| p.max_ms < 100.0), "{series:?}");
+    }
+
+    /// Requests that took at least 100 ms.
+    fn slow(s: &Summary) -> u64 {
+        s.rec
+            .latency
+            .count_between(100_000, crate::report::MAX_LATENCY_US)
+    }
+
+    #[test]
+    fn closed_loop_hides_the_same_stall() {
+        // The other half of the coordinated-omission check: the same 500 ms stall, placed in
+        // the measured window by time (t0 = +200 ms lead-in, +200 ms warmup; the stall comes
+        // ~1 s after the origin starts, the window ends at ~1.9 s). A closed loop stops
+        // sending on the stalled connection, so exactly one slow sample is recorded among
+        // thousands and p99.9 stays low: the stall is hidden.
+        let addr = origin_timed(0, Duration::from_millis(1000), Duration::from_millis(500));
+        let s = run(&config(addr, Mode::Closed, Duration::from_millis(1500))).unwrap();
+        assert_eq!(s.rec.errors.total(), 0, "{}", s.to_text());
+        assert!(
+            s.max_ms() >= 490.0,
+            "the stall must be in the window: {}",
+            s.to_text()
+        );
+        assert_eq!(slow(&s), 1, "{}", s.to_text());
+        assert!(s.rec.completed >= 2000, "{}", s.to_text());
+        assert!(s.percentile_ms(0.999) < 400.0, "{}", s.to_text());
     }
 
     #[test]
