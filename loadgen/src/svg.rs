@@ -28,6 +28,9 @@ const RIGHT: f64 = 20.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 60.0;
 
+/// A plotted line: name, colour, and the value it takes from a point.
+type Series = (&'static str, &'static str, fn(&Point) -> f64);
+
 /// XML-escape text and attribute values.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -146,7 +149,7 @@ pub fn chart(
         );
     }
     // Series: points at interval midpoints; empty intervals break the line.
-    let series: [(&str, &str, fn(&Point) -> f64); 3] = [
+    let series: [Series; 3] = [
         ("p50", "#1f77b4", |p| p.p50_ms),
         ("p99", "#ff7f0e", |p| p.p99_ms),
         ("max", "#9467bd", |p| p.max_ms),
