@@ -5,6 +5,8 @@
 //! The binary is `$LOADGEN_BIN`, else `target/<profile>/ringway-loadgen` built on demand with
 //! `cargo build -p ringway-loadgen` (this package's tests cannot name another package's binary).
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 mod support;
 
 use std::io::{Read, Write};
@@ -87,8 +89,11 @@ fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     Ok((code, body))
 }
 
+/// (method, path, body) of each request the fake admin received.
+type AdminLog = Arc<Mutex<Vec<(String, String, String)>>>;
+
 /// Fake Ringway admin: records (method, path, body) of every request and answers 200.
-fn fake_admin() -> (u16, Arc<Mutex<Vec<(String, String, String)>>>) {
+fn fake_admin() -> (u16, AdminLog) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let log = Arc::new(Mutex::new(Vec::new()));
