@@ -5,8 +5,10 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::churn::{self, Membership};
+use crate::control::Endpoint;
 use crate::h1;
 use crate::schedule::Arrivals;
 
@@ -15,11 +17,16 @@ use crate::schedule::Arrivals;
     name = "ringway-loadgen",
     version,
     about = "Open-loop HTTP/1.1 load generator: latency is measured from each request's scheduled \
-             time, so server stalls show up in the tail (no coordinated omission)"
+             time, so server stalls show up in the tail (no coordinated omission)",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Target URL (http:// only for now).
-    pub url: String,
+    #[arg(required = true)]
+    pub url: Option<String>,
     /// Offered load in requests per second over all connections (required unless --closed).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -62,6 +69,217 @@ pub struct Args {
     /// Seed for Poisson arrivals.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Write the latency-over-time chart (SVG; HTML with the SVG embedded if FILE ends in .html).
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub churn: ChurnArgs,
+}
+
+/// Subcommands besides the load run itself.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve fixed HTTP/1.1 200 responses on many ports, each stoppable via a control endpoint.
+    Upstream(UpstreamArgs),
+    /// Run the whole churn demo on this machine: fleet, Ringway, open-loop load, graceful churn.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpstreamArgs {
+    /// Ports to serve, e.g. 9101-9106 or 9101,9103.
+    #[arg(long, default_value = "9101-9106")]
+    pub ports: String,
+    /// Response body size.
+    #[arg(long, default_value_t = 64)]
+    pub response_bytes: usize,
+    /// Delay before each response.
+    #[arg(long, default_value = "0ms", value_parser = parse_duration)]
+    pub delay: Duration,
+    /// Control endpoint port: POST /stop/<port>, POST /start/<port>, GET /status.
+    #[arg(long)]
+    pub control_port: Option<u16>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Measured run length.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Offered load (open loop).
+    #[arg(long, default_value_t = 2000.0)]
+    pub rate: f64,
+    /// Graceful churn period.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub churn_every: Duration,
+    /// Upstream endpoints in the fleet.
+    #[arg(long, default_value_t = 6)]
+    pub endpoints: usize,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Write the latency-over-time chart (SVG, or HTML for *.html).
+    #[arg(long)]
+    pub report: Option<std::path::PathBuf>,
+}
+
+/// How `--churn-mode` takes endpoints out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChurnMode {
+    /// Remove from the proxy, drain, then stop the endpoint; start and add back later.
+    Graceful,
+    /// Stop the endpoint without telling the proxy; start it again later.
+    Abrupt,
+}
+
+/// Churn options of the load run (all need --churn-every).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ChurnArgs {
+    /// Churn period: every period one endpoint goes down (and, once half are down, the oldest
+    /// comes back first).
+    #[arg(long, value_parser = parse_duration)]
+    pub churn_every: Option<Duration>,
+    /// graceful: remove from the proxy, drain, stop; abrupt: stop without telling the proxy.
+    #[arg(long, value_enum)]
+    pub churn_mode: Option<ChurnMode>,
+    /// Cluster whose membership the admin API changes.
+    #[arg(long)]
+    pub churn_cluster: Option<String>,
+    /// Ringway admin base URL (POST /clusters/<cluster>/endpoints).
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// Endpoint ports to churn, e.g. 9101-9106.
+    #[arg(long)]
+    pub churn_ports: Option<String>,
+    /// Host of the churned endpoints.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub churn_host: String,
+    /// Fleet control base URL (ringway-loadgen upstream --control-port).
+    #[arg(long)]
+    pub fleet_control: Option<String>,
+    /// Script run with `sh -c` for membership changes instead of the admin API; env
+    /// CHURN_EVENT=remove|add and CHURN_ENDPOINT=ip:port (nginx reload, HAProxy runtime API...).
+    #[arg(long)]
+    pub churn_cmd: Option<String>,
+    /// Graceful mode: wait between removal from the proxy and stopping the endpoint.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub churn_drain: Duration,
+    /// Churn phase length after each action, for the steady vs churn split.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub churn_window: Duration,
+    /// Print every churn action as it happens (failures are always printed).
+    #[arg(long)]
+    pub churn_verbose: bool,
+}
+
+/// A validated churn description (the driver's `Plan` minus the live fleet handle).
+#[derive(Debug, Clone)]
+pub struct ChurnSpec {
+    pub every: Duration,
+    pub mode: churn::Mode,
+    pub drain: Duration,
+    pub window: Duration,
+    pub endpoints: Vec<std::net::SocketAddr>,
+    pub membership: Membership,
+    pub fleet: Option<Endpoint>,
+    pub verbose: bool,
+}
+
+impl ChurnSpec {
+    /// The driver plan; `fleet` overrides the HTTP fleet control (the demo's in-process fleet).
+    pub fn plan(&self, fleet: Option<Box<dyn churn::FleetControl>>) -> churn::Plan {
+        churn::Plan {
+            every: self.every,
+            mode: self.mode,
+            drain: self.drain,
+            endpoints: self.endpoints.clone(),
+            membership: self.membership.clone(),
+            fleet: fleet.or_else(|| {
+                self.fleet
+                    .clone()
+                    .map(|e| Box::new(churn::HttpFleet(e)) as Box<dyn churn::FleetControl>)
+            }),
+            verbose: self.verbose,
+        }
+    }
+}
+
+impl ChurnArgs {
+    /// `None` without --churn-every (and then no other churn option may be given).
+    pub fn into_spec(self) -> Result<Option<ChurnSpec>, String> {
+        let Some(every) = self.churn_every else {
+            let stray = self.churn_mode.is_some()
+                || self.churn_cluster.is_some()
+                || self.admin.is_some()
+                || self.churn_ports.is_some()
+                || self.fleet_control.is_some()
+                || self.churn_cmd.is_some();
+            return if stray {
+                Err("churn options need --churn-every PERIOD".into())
+            } else {
+                Ok(None)
+            };
+        };
+        let ports = self
+            .churn_ports
+            .as_deref()
+            .ok_or("--churn-every needs --churn-ports (e.g. 9101-9106)")?;
+        let ports = parse_ports(ports)?;
+        let ip: std::net::IpAddr = self
+            .churn_host
+            .parse()
+            .map_err(|_| format!("--churn-host {:?} must be an IP address", self.churn_host))?;
+        let endpoints = ports
+            .into_iter()
+            .map(|p| std::net::SocketAddr::new(ip, p))
+            .collect();
+        let mode = match self.churn_mode.unwrap_or(ChurnMode::Graceful) {
+            ChurnMode::Graceful => churn::Mode::Graceful,
+            ChurnMode::Abrupt => churn::Mode::Abrupt,
+        };
+        let membership = match (self.churn_cmd, self.admin) {
+            (Some(_), Some(_)) => return Err("--churn-cmd and --admin exclude each other".into()),
+            (Some(cmd), None) => Membership::Cmd(cmd),
+            (None, Some(admin)) => Membership::Admin {
+                admin: Endpoint::parse(&admin).map_err(|e| format!("--admin: {e}"))?,
+                cluster: self
+                    .churn_cluster
+                    .ok_or("--admin needs --churn-cluster NAME")?,
+            },
+            (None, None) => Membership::None,
+        };
+        let fleet = self
+            .fleet_control
+            .as_deref()
+            .map(Endpoint::parse)
+            .transpose()
+            .map_err(|e| format!("--fleet-control: {e}"))?;
+        let spec = ChurnSpec {
+            every,
+            mode,
+            drain: self.churn_drain,
+            window: self.churn_window,
+            endpoints,
+            membership,
+            fleet,
+            verbose: self.churn_verbose,
+        };
+        churn::validate(&spec.plan(None))?;
+        Ok(Some(spec))
+    }
+}
+
+/// "9101-9106" or "9101,9103" -> ports (no 0, no duplicates).
+pub fn parse_ports(s: &str) -> Result<Vec<u16>, String> {
+    let list = parse_cpu_list(s).map_err(|_| format!("bad port list {s:?} (e.g. 9101-9106)"))?;
+    let mut out: Vec<u16> = Vec::with_capacity(list.len());
+    for p in list {
+        match u16::try_from(p) {
+            Ok(p) if p != 0 && !out.contains(&p) => out.push(p),
+            _ => return Err(format!("bad or repeated port {p} in {s:?}")),
+        }
+    }
+    Ok(out)
 }
 
 /// Load model of the run.
@@ -88,6 +306,8 @@ pub struct Config {
     pub head_request: bool,
     pub seed: u64,
     pub json: Option<std::path::PathBuf>,
+    pub report: Option<std::path::PathBuf>,
+    pub churn: Option<ChurnSpec>,
 }
 
 /// Parts of an http:// URL.
@@ -207,7 +427,8 @@ pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
 impl Args {
     /// Validate and resolve everything up front so workers never fail on configuration.
     pub fn into_config(self) -> Result<Config, String> {
-        let target = parse_url(&self.url)?;
+        let url = self.url.ok_or("a target URL is required")?;
+        let target = parse_url(&url)?;
         let mode = if self.closed {
             Mode::Closed
         } else {
@@ -240,6 +461,7 @@ impl Args {
             return Err("--timeout must be positive".into());
         }
         let cpu_set = self.cpu_set.as_deref().map(parse_cpu_list).transpose()?;
+        let churn = self.churn.into_spec()?;
         // Resolve last: every cheaper check has had its chance to fail first.
         let addr = (target.host.as_str(), target.port)
             .to_socket_addrs()
@@ -257,7 +479,7 @@ impl Args {
         .map_err(|e| e.to_string())?;
         Ok(Config {
             addr,
-            url: self.url,
+            url,
             mode,
             duration: self.duration,
             warmup: self.warmup,
@@ -269,6 +491,8 @@ impl Args {
             head_request: self.method.eq_ignore_ascii_case("HEAD"),
             seed: self.seed,
             json: self.json,
+            report: self.report,
+            churn,
         })
     }
 }
@@ -323,6 +547,96 @@ mod tests {
         let a = Args::try_parse_from(["lg", "--closed", "http://127.0.0.1:1/"]).unwrap();
         assert_eq!(a.into_config().unwrap().mode, Mode::Closed);
         assert!(Args::try_parse_from(["lg", "--closed", "--rate", "5", "http://x/"]).is_err());
+    }
+
+    #[test]
+    fn churn_options() {
+        let parse = |extra: &[&str]| {
+            let mut v = vec!["lg", "--rate", "10"];
+            v.extend_from_slice(extra);
+            v.push("http://127.0.0.1:9/");
+            Args::try_parse_from(v).unwrap().into_config()
+        };
+        let c = parse(&[
+            "--churn-every",
+            "2s",
+            "--churn-ports",
+            "9101-9103",
+            "--admin",
+            "http://127.0.0.1:8001",
+            "--churn-cluster",
+            "fleet",
+            "--fleet-control",
+            "http://127.0.0.1:9100",
+        ])
+        .unwrap();
+        let spec = c.churn.unwrap();
+        assert_eq!(spec.mode, churn::Mode::Graceful);
+        assert_eq!(spec.endpoints.len(), 3);
+        assert_eq!(spec.endpoints[2].to_string(), "127.0.0.1:9103");
+        assert_eq!(spec.drain, Duration::from_millis(500));
+        assert!(
+            matches!(spec.membership, Membership::Admin { ref cluster, .. } if cluster == "fleet")
+        );
+        assert!(parse(&["--churn-ports", "9101-9102"])
+            .unwrap_err()
+            .contains("--churn-every"));
+        assert!(parse(&[
+            "--churn-every",
+            "1s",
+            "--churn-ports",
+            "9101-9102",
+            "--admin",
+            "http://127.0.0.1:1"
+        ])
+        .unwrap_err()
+        .contains("--churn-cluster"));
+        let e = parse(&[
+            "--churn-every",
+            "1s",
+            "--churn-ports",
+            "9101-9104",
+            "--churn-mode",
+            "abrupt",
+        ]);
+        assert!(e.unwrap_err().contains("--fleet-control"));
+        let c = parse(&[
+            "--churn-every",
+            "1s",
+            "--churn-ports",
+            "9101,9102",
+            "--churn-cmd",
+            "true",
+        ]);
+        assert!(matches!(
+            c.unwrap().churn.unwrap().membership,
+            Membership::Cmd(_)
+        ));
+        assert!(parse_ports("9101-9102,9101").is_err());
+        assert!(parse_ports("0-2").is_err());
+        assert_eq!(parse_ports("9101-9103"), Ok(vec![9101, 9102, 9103]));
+    }
+
+    #[test]
+    fn subcommands_parse_without_url() {
+        let a = Args::try_parse_from([
+            "lg",
+            "upstream",
+            "--ports",
+            "9101-9102",
+            "--control-port",
+            "9100",
+        ])
+        .unwrap();
+        assert!(
+            matches!(a.command, Some(Command::Upstream(ref u)) if u.control_port == Some(9100))
+        );
+        let a =
+            Args::try_parse_from(["lg", "demo", "--duration", "5s", "--report", "x.svg"]).unwrap();
+        assert!(
+            matches!(a.command, Some(Command::Demo(ref d)) if d.duration == Duration::from_secs(5))
+        );
+        assert!(Args::try_parse_from(["lg"]).is_err());
     }
 
     #[test]

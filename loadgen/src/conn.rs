@@ -12,6 +12,7 @@
 //! or locked, and a request costs no allocation (the request bytes are an `Rc` clone, the read
 //! buffer is reused; only error paths allocate).
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -23,6 +24,7 @@ use monoio::net::TcpStream;
 use crate::h1::{ResponseParser, Step, MAX_HEAD};
 use crate::report::Recorder;
 use crate::schedule::Schedule;
+use crate::timeline::Timeline;
 
 /// Initial read buffer; grows (rarely) up to what a maximal head needs.
 const READ_BUF: usize = 16 * 1024;
@@ -42,6 +44,9 @@ pub struct Plan {
     pub end: Instant,
     /// Hard stop: requests still waiting at this point are counted as unsent.
     pub deadline: Instant,
+    /// This thread's time-resolved results. A `RefCell` on a single-threaded runtime: no lock,
+    /// and borrows never cross an await.
+    pub timeline: RefCell<Timeline>,
 }
 
 /// Load model of one connection.
@@ -116,14 +121,22 @@ pub async fn run(plan: Rc<Plan>, mut pacing: Pacing) -> Recorder {
         if measured && !matches!(result, Err(Failure::Connect)) {
             rec.sent += 1;
         }
+        let offset = due.saturating_duration_since(plan.measure_from);
         match result {
             Ok((status, keep_alive)) => {
                 if measured {
                     rec.completed += 1;
-                    rec.record_latency(Instant::now().saturating_duration_since(start));
-                    if !(200..300).contains(&status) {
+                    let latency = Instant::now().saturating_duration_since(start);
+                    rec.record_latency(latency);
+                    let ok = (200..300).contains(&status);
+                    if !ok {
                         *rec.errors.status.entry(status).or_default() += 1;
                     }
+                    plan.timeline.borrow_mut().record_response(
+                        offset,
+                        latency.as_micros().min(u128::from(u64::MAX)) as u64,
+                        ok,
+                    );
                 }
                 if !keep_alive {
                     conn = None;
@@ -132,6 +145,7 @@ pub async fn run(plan: Rc<Plan>, mut pacing: Pacing) -> Recorder {
             Err(f) => {
                 conn = None;
                 if measured {
+                    plan.timeline.borrow_mut().record_failure(offset);
                     match f {
                         Failure::Connect => rec.errors.connect += 1,
                         Failure::Reset => rec.errors.reset += 1,

@@ -12,6 +12,16 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::json;
 
+use crate::churn::{Action, Event};
+use crate::svg;
+use crate::timeline::{Phase, Timeline};
+
+/// Churn phase length after each churn action (see `timeline` for the exact definition).
+pub const DEFAULT_CHURN_WINDOW: Duration = Duration::from_secs(1);
+/// Status codes always present in the JSON error breakdown, zero or not, so runs compare
+/// column by column.
+const ALWAYS_REPORTED_STATUS: [u16; 4] = [500, 502, 503, 504];
+
 /// Highest latency the histogram tracks; larger values are clamped to it (and show as max).
 pub const MAX_LATENCY_US: u64 = 60_000_000;
 
@@ -137,6 +147,12 @@ pub struct Summary {
     pub duration: Duration,
     pub driver: String,
     pub rec: Recorder,
+    /// Results by scheduled time (series and phase split).
+    pub timeline: Timeline,
+    /// Churn actions, in order (empty without churn).
+    pub churn: Vec<Event>,
+    /// Churn phase length after each action.
+    pub churn_window: Duration,
 }
 
 impl Summary {
@@ -205,7 +221,147 @@ impl Summary {
                 ms(r.send_lag.max())
             );
         }
+        self.churn_text(&mut s);
         s
+    }
+
+    /// Steady-state vs churn-phase aggregates (churn = buckets overlapping an action's window).
+    pub fn phases(&self) -> (Phase, Phase) {
+        let at: Vec<Duration> = self.churn.iter().map(|e| e.at).collect();
+        self.timeline.split(&at, self.churn_window)
+    }
+
+    /// Churn actions that failed.
+    pub fn churn_failures(&self) -> usize {
+        self.churn.iter().filter(|e| !e.ok).count()
+    }
+
+    /// Per-interval table, churn log and phase split.
+    fn churn_text(&self, s: &mut String) {
+        let interval = self.timeline.interval().as_secs_f64();
+        let _ = writeln!(
+            s,
+            "\nper {interval}s (by scheduled time):\n{:>7} {:>9} {:>7} {:>9} {:>9} {:>9}",
+            "t s", "completed", "errors", "p50 ms", "p99 ms", "max ms"
+        );
+        for p in self.timeline.series() {
+            let mark = if self
+                .churn
+                .iter()
+                .any(|e| (p.t..p.t + interval).contains(&e.at.as_secs_f64()))
+            {
+                "  *churn"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "{:>7.1} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3}{mark}",
+                p.t, p.completed, p.errors, p.p50_ms, p.p99_ms, p.max_ms
+            );
+        }
+        if self.churn.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "\nchurn actions ({}):", self.churn.len());
+        for e in &self.churn {
+            let _ = writeln!(
+                s,
+                "  {:>8.3}s  {:<6} {:<21} {}{}",
+                e.at.as_secs_f64(),
+                e.action.as_str(),
+                e.endpoint.to_string(),
+                if e.ok { "ok " } else { "FAILED " },
+                e.detail
+            );
+        }
+        let (steady, churn) = self.phases();
+        let _ = writeln!(
+            s,
+            "\nphase split (churn phase = requests scheduled within {:.1}s after an action, whole {} ms buckets):",
+            self.churn_window.as_secs_f64(),
+            self.timeline.width.as_millis()
+        );
+        let _ = writeln!(
+            s,
+            "  {:<7} {:>7} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9}",
+            "phase", "secs", "completed", "errors", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+        );
+        for (name, p) in [("steady", &steady), ("churn", &churn)] {
+            let _ = writeln!(
+                s,
+                "  {:<7} {:>7.1} {:>9} {:>7} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name,
+                p.seconds,
+                p.completed,
+                p.errors,
+                p.quantile_ms(0.5),
+                p.quantile_ms(0.99),
+                p.quantile_ms(0.999),
+                p.max_ms()
+            );
+        }
+        let failed = self.churn_failures();
+        if failed > 0 {
+            let _ = writeln!(
+                s,
+                "\n!!! {failed} of {} churn actions FAILED: the endpoints were not churned as planned, \
+                 so the churn-phase numbers above do not measure churn. See the FAILED lines.",
+                self.churn.len()
+            );
+        }
+    }
+
+    /// Write the `--report` chart: HTML with an embedded SVG for `.html`/`.htm`, SVG otherwise.
+    pub fn write_report(&self, path: &std::path::Path) -> Result<(), String> {
+        let marks: Vec<svg::Mark> = self
+            .churn
+            .iter()
+            .map(|e| svg::Mark {
+                t: e.at.as_secs_f64(),
+                label: format!(
+                    "{:.3}s {} {}{}",
+                    e.at.as_secs_f64(),
+                    e.action.as_str(),
+                    e.endpoint,
+                    if e.ok {
+                        String::new()
+                    } else {
+                        format!(" FAILED: {}", e.detail)
+                    }
+                ),
+                down: matches!(e.action, Action::Remove | Action::Stop),
+                failed: !e.ok,
+            })
+            .collect();
+        let rate = match self.target_rate {
+            Some(r) => format!("{r:.0} req/s open loop"),
+            None => "closed loop".into(),
+        };
+        let title = format!(
+            "{} - {rate}, {} churn actions ({} failed), {} errors",
+            self.url,
+            self.churn.len(),
+            self.churn_failures(),
+            self.rec.errors.total()
+        );
+        let chart = svg::chart(
+            &title,
+            &self.timeline.series(),
+            self.timeline.interval().as_secs_f64(),
+            self.duration.as_secs_f64(),
+            &marks,
+        );
+        let is_html = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+        let text = if is_html {
+            svg::html(&title, &chart, &self.to_text())
+        } else {
+            chart
+        };
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -216,12 +372,52 @@ impl Summary {
         }
         lat.insert("max".into(), json!(round3(self.max_ms())));
         lat.insert("mean".into(), json!(round3(r.latency.mean() / 1000.0)));
-        let status: serde_json::Map<String, serde_json::Value> = r
+        let mut status: serde_json::Map<String, serde_json::Value> = ALWAYS_REPORTED_STATUS
+            .iter()
+            .map(|k| (k.to_string(), json!(0)))
+            .collect();
+        for (k, v) in &r.errors.status {
+            status.insert(k.to_string(), json!(v));
+        }
+        let (s4, s5) = r
             .errors
             .status
             .iter()
-            .map(|(k, v)| (k.to_string(), json!(v)))
+            .fold((0u64, 0u64), |(a, b), (k, v)| match k {
+                400..=499 => (a + v, b),
+                500..=599 => (a, b + v),
+                _ => (a, b),
+            });
+        let series: Vec<serde_json::Value> = self
+            .timeline
+            .series()
+            .iter()
+            .map(|p| {
+                json!({
+                    "t_s": p.t, "completed": p.completed, "errors": p.errors,
+                    "p50_ms": round3(p.p50_ms), "p99_ms": round3(p.p99_ms), "max_ms": round3(p.max_ms),
+                })
+            })
             .collect();
+        let events: Vec<serde_json::Value> = self
+            .churn
+            .iter()
+            .map(|e| {
+                json!({
+                    "t_s": round3(e.at.as_secs_f64()), "action": e.action.as_str(),
+                    "endpoint": e.endpoint.to_string(), "ok": e.ok, "detail": e.detail,
+                })
+            })
+            .collect();
+        let (steady, churn) = self.phases();
+        let phase = |p: &Phase| {
+            json!({
+                "seconds": round3(p.seconds), "completed": p.completed, "errors": p.errors,
+                "p50_ms": round3(p.quantile_ms(0.5)), "p90_ms": round3(p.quantile_ms(0.9)),
+                "p99_ms": round3(p.quantile_ms(0.99)), "p99_9_ms": round3(p.quantile_ms(0.999)),
+                "max_ms": round3(p.max_ms()),
+            })
+        };
         json!({
             "url": self.url,
             "mode": self.mode,
@@ -245,8 +441,21 @@ impl Summary {
                 "reset": r.errors.reset,
                 "timeout": r.errors.timeout,
                 "protocol": r.errors.protocol,
+                "status_4xx": s4,
+                "status_5xx": s5,
                 "status": status,
             },
+            "series_interval_s": self.timeline.interval().as_secs_f64(),
+            "series": series,
+            "churn": {
+                "window_s": self.churn_window.as_secs_f64(),
+                "bucket_ms": self.timeline.width.as_millis() as u64,
+                "definition": "a request is in the churn phase when its scheduled time falls in a bucket overlapping [action, action + window) for any churn action",
+                "actions": self.churn.len(),
+                "failed_actions": self.churn_failures(),
+                "events": events,
+            },
+            "phases": { "steady": phase(&steady), "churn": phase(&churn) },
         })
     }
 }
@@ -274,6 +483,9 @@ mod tests {
             duration: Duration::from_secs(10),
             driver: "test".into(),
             rec,
+            timeline: Timeline::new(Duration::from_secs(10)),
+            churn: Vec::new(),
+            churn_window: DEFAULT_CHURN_WINDOW,
         }
     }
 

@@ -8,6 +8,7 @@
 //! kernel, seccomp, container policy) the thread falls back to the legacy epoll driver and
 //! says so, because a silent fallback would make results incomparable.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -18,18 +19,53 @@ use crate::cli::{Config, Mode};
 use crate::conn::{self, Pacing, Plan};
 use crate::report::{Recorder, Summary};
 use crate::schedule::Schedule;
+use crate::timeline::Timeline;
 
 /// Head start before t0: thread start, runtime setup and the initial connects.
 const LEAD_IN: Duration = Duration::from_millis(200);
 /// io_uring submission queue size; far above the in-flight ops of one thread's connections.
 const URING_ENTRIES: u32 = 1024;
 
+/// The clock of a run, fixed before any thread starts so that other actors (the churn driver)
+/// can align with the measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    /// Time zero of every schedule.
+    pub t0: Instant,
+    /// Start of the measured window (after warmup).
+    pub measure_from: Instant,
+    /// End of the measured window: no request due at or after it is sent.
+    pub end: Instant,
+}
+
+impl Times {
+    /// Times for a run of `cfg` starting now (plus a short lead-in for thread start-up).
+    pub fn plan(cfg: &Config) -> Times {
+        let t0 = Instant::now() + LEAD_IN;
+        let measure_from = t0 + cfg.warmup;
+        Times {
+            t0,
+            measure_from,
+            end: measure_from + cfg.duration,
+        }
+    }
+}
+
 /// Run the load described by `cfg` and summarise it.
+#[cfg(test)]
 pub fn run(cfg: &Config) -> Result<Summary, String> {
-    let t0 = Instant::now() + LEAD_IN;
-    let measure_from = t0 + cfg.warmup;
-    let end = measure_from + cfg.duration;
+    run_at(cfg, Times::plan(cfg))
+}
+
+/// Run the load described by `cfg` on the clock `times` and summarise it.
+pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
+    let Times {
+        t0,
+        measure_from,
+        end,
+    } = times;
     let deadline = end + cfg.timeout;
+    let duration = cfg.duration;
     let mut handles = Vec::with_capacity(cfg.threads);
     for thread in 0..cfg.threads {
         let cpu = cfg
@@ -42,26 +78,27 @@ pub fn run(cfg: &Config) -> Result<Summary, String> {
         let (connections, threads, seed) = (cfg.connections, cfg.threads, cfg.seed);
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{thread}"))
-            .spawn(move || -> Result<(Recorder, &'static str), String> {
-                if let Some(id) = cpu {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                        eprintln!("warning: could not pin thread {thread} to CPU {id}");
+            .spawn(
+                move || -> Result<((Recorder, Timeline), &'static str), String> {
+                    if let Some(id) = cpu {
+                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                            eprintln!("warning: could not pin thread {thread} to CPU {id}");
+                        }
                     }
-                }
-                block_on(move || async move {
-                    let plan = Rc::new(Plan {
-                        addr,
-                        request: Rc::new(request),
-                        head_request,
-                        timeout,
-                        t0,
-                        measure_from,
-                        end,
-                        deadline,
-                    });
-                    // Connection g of the run belongs to thread g % threads.
-                    let tasks: Vec<_> =
-                        (thread..connections)
+                    block_on(move || async move {
+                        let plan = Rc::new(Plan {
+                            addr,
+                            request: Rc::new(request),
+                            head_request,
+                            timeout,
+                            t0,
+                            measure_from,
+                            end,
+                            deadline,
+                            timeline: RefCell::new(Timeline::new(duration)),
+                        });
+                        // Connection g of the run belongs to thread g % threads.
+                        let tasks: Vec<_> = (thread..connections)
                             .step_by(threads)
                             .map(|g| {
                                 let pacing =
@@ -74,23 +111,26 @@ pub fn run(cfg: &Config) -> Result<Summary, String> {
                                 monoio::spawn(conn::run(Rc::clone(&plan), pacing))
                             })
                             .collect();
-                    let mut rec = Recorder::new();
-                    for t in tasks {
-                        rec.merge(&t.await);
-                    }
-                    rec
-                })
-            })
+                        let mut rec = Recorder::new();
+                        for t in tasks {
+                            rec.merge(&t.await);
+                        }
+                        (rec, plan.timeline.replace(Timeline::new(Duration::ZERO)))
+                    })
+                },
+            )
             .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
         handles.push(h);
     }
     let mut rec = Recorder::new();
+    let mut timeline = Timeline::new(cfg.duration);
     let mut drivers: Vec<&str> = Vec::new();
     for h in handles {
-        let (r, driver) = h
+        let ((r, tl), driver) = h
             .join()
             .map_err(|_| "a worker thread panicked".to_string())??;
         rec.merge(&r);
+        timeline.merge(&tl);
         if !drivers.contains(&driver) {
             drivers.push(driver);
         }
@@ -108,6 +148,9 @@ pub fn run(cfg: &Config) -> Result<Summary, String> {
         duration: cfg.duration,
         driver: drivers.join("+"),
         rec,
+        timeline,
+        churn: Vec::new(),
+        churn_window: crate::report::DEFAULT_CHURN_WINDOW,
     })
 }
 
@@ -151,8 +194,14 @@ mod tests {
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
     /// Tiny keep-alive origin: one thread per connection, answers every `\r\n\r\n`-terminated
-    /// request; the `stall_at`-th request of the whole server (once) waits `stall` first.
+    /// request; the first request that is at least the `stall_at`-th of the whole server and
+    /// arrives at least `stall_after` after the origin started waits `stall` first (once).
     fn origin(stall_at: u64, stall: Duration) -> std::net::SocketAddr {
+        origin_timed(stall_at, Duration::ZERO, stall)
+    }
+
+    fn origin_timed(stall_at: u64, stall_after: Duration, stall: Duration) -> std::net::SocketAddr {
+        let born = Instant::now();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let count = Arc::new(AtomicU64::new(0));
@@ -174,7 +223,10 @@ mod tests {
                         while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                             pending.drain(..i + 4);
                             let k = count.fetch_add(1, Ordering::SeqCst);
-                            if k >= stall_at && !stalled.swap(true, Ordering::SeqCst) {
+                            if k >= stall_at
+                                && born.elapsed() >= stall_after
+                                && !stalled.swap(true, Ordering::SeqCst)
+                            {
                                 std::thread::sleep(stall);
                             }
                             if s.write_all(RESPONSE).is_err() {
@@ -203,6 +255,8 @@ mod tests {
             head_request: false,
             seed: 1,
             json: None,
+            report: None,
+            churn: None,
         }
     }
 
@@ -226,6 +280,40 @@ mod tests {
         assert!(s.max_ms() >= 490.0, "{}", s.to_text());
         // Most requests were not behind the stall.
         assert!(s.percentile_ms(0.5) < 100.0, "{}", s.to_text());
+        // Hundreds of requests carry the stall, not just the one that hit it.
+        // (~250 queued behind it at 2 ms per connection tick, ~200 of them >= 100 ms.)
+        assert!(slow(&s) > 150, "{}", s.to_text());
+        // The per-second series shows the stall in exactly the seconds it happened.
+        let series = s.timeline.series();
+        assert!(series.iter().any(|p| p.max_ms >= 490.0), "{series:?}");
+        assert!(series.iter().any(|p| p.max_ms < 100.0), "{series:?}");
+    }
+
+    /// Requests that took at least 100 ms.
+    fn slow(s: &Summary) -> u64 {
+        s.rec
+            .latency
+            .count_between(100_000, crate::report::MAX_LATENCY_US)
+    }
+
+    #[test]
+    fn closed_loop_hides_the_same_stall() {
+        // The other half of the coordinated-omission check: the same 500 ms stall, placed in
+        // the measured window by time (t0 = +200 ms lead-in, +200 ms warmup; the stall comes
+        // ~1 s after the origin starts, the window ends at ~1.9 s). A closed loop stops
+        // sending on the stalled connection, so exactly one slow sample is recorded among
+        // thousands and p99.9 stays low: the stall is hidden.
+        let addr = origin_timed(0, Duration::from_millis(1000), Duration::from_millis(500));
+        let s = run(&config(addr, Mode::Closed, Duration::from_millis(1500))).unwrap();
+        assert_eq!(s.rec.errors.total(), 0, "{}", s.to_text());
+        assert!(
+            s.max_ms() >= 490.0,
+            "the stall must be in the window: {}",
+            s.to_text()
+        );
+        assert_eq!(slow(&s), 1, "{}", s.to_text());
+        assert!(s.rec.completed >= 2000, "{}", s.to_text());
+        assert!(s.percentile_ms(0.999) < 400.0, "{}", s.to_text());
     }
 
     #[test]

@@ -1,0 +1,329 @@
+//! End-to-end tests of `ringway-loadgen` as a process: the upstream fleet with its control
+//! endpoint, the graceful churn driver against a fake admin API that records every POST, the
+//! JSON and SVG reports, and the demo (which must shout when its churn actions fail).
+//!
+//! The binary is `$LOADGEN_BIN`, else `target/<profile>/ringway-loadgen` built on demand with
+//! `cargo build -p ringway-loadgen` (this package's tests cannot name another package's binary).
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::{free_port, TempDir};
+
+/// Builds (if needed) and locates the load generator, once per test binary.
+fn loadgen() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("LOADGEN_BIN") {
+            return PathBuf::from(p);
+        }
+        // This test runs from target/<profile>/deps/; the binary lands in target/<profile>/.
+        let exe = std::env::current_exe().expect("current_exe");
+        let profile_dir = exe
+            .parent()
+            .and_then(|d| d.parent())
+            .expect("test binary lives in target/<profile>/deps");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "ringway-loadgen",
+            "--bin",
+            "ringway-loadgen",
+        ]);
+        if release {
+            cmd.arg("--release");
+        }
+        let out = cmd.output().expect("run cargo build for ringway-loadgen");
+        assert!(
+            out.status.success(),
+            "cargo build -p ringway-loadgen failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let bin = profile_dir.join("ringway-loadgen");
+        assert!(bin.is_file(), "no binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP exchange on a fresh connection: (status, body).
+fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    Ok((code, body))
+}
+
+/// (method, path, body) of each request the fake admin received.
+type AdminLog = Arc<Mutex<Vec<(String, String, String)>>>;
+
+/// Fake Ringway admin: records (method, path, body) of every request and answers 200.
+fn fake_admin() -> (u16, AdminLog) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            // Read head and Content-Length body.
+            let (head, body) = loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break (String::new(), String::new());
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break (head.to_string(), body.to_string());
+                    }
+                }
+            };
+            let mut first = head.split_whitespace();
+            let (m, p) = (first.next().unwrap_or(""), first.next().unwrap_or(""));
+            log2.lock()
+                .unwrap()
+                .push((m.to_string(), p.to_string(), body));
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n");
+        }
+    });
+    (port, log)
+}
+
+fn start_fleet(ports: &[u16], control: u16) -> Proc {
+    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+    let child = Command::new(loadgen())
+        .args([
+            "upstream",
+            "--ports",
+            &list.join(","),
+            "--response-bytes",
+            "64",
+        ])
+        .args(["--control-port", &control.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the fleet");
+    let fleet = Proc(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while http(control, "GET", "/status").is_err() {
+        assert!(Instant::now() < deadline, "fleet control never came up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    fleet
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn graceful_churn_posts_membership_changes_and_reports_them() {
+    let dir = TempDir::new("loadgen-churn");
+    // Four churned endpoints and a fifth, never churned, that the load targets directly.
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let control = free_port();
+    let _fleet = start_fleet(&ports, control);
+    let (admin, log) = fake_admin();
+    let churned: Vec<String> = ports[..4].iter().map(u16::to_string).collect();
+    let (json, svg) = (dir.join("run.json"), dir.join("run.svg"));
+    let out = Command::new(loadgen())
+        .args([
+            "--rate",
+            "400",
+            "--duration",
+            "3s",
+            "--warmup",
+            "200ms",
+            "-c",
+            "4",
+        ])
+        .args(["--churn-every", "500ms", "--churn-mode", "graceful"])
+        .args(["--churn-drain", "100ms", "--churn-cluster", "fleet"])
+        .args(["--churn-ports", &churned.join(",")])
+        .args(["--admin", &format!("http://127.0.0.1:{admin}")])
+        .args(["--fleet-control", &format!("http://127.0.0.1:{control}")])
+        .arg("--json")
+        .arg(&json)
+        .arg("--report")
+        .arg(&svg)
+        .arg(format!("http://127.0.0.1:{}/", ports[4]))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("phase split"), "{}", text(&out));
+
+    // The admin saw removes and adds of churned endpoints, each endpoint alternating
+    // remove/add, and every endpoint added back by the end.
+    let posts = log.lock().unwrap().clone();
+    assert!(posts.len() >= 6, "{posts:?}");
+    let mut down = std::collections::BTreeSet::new();
+    for (m, p, body) in &posts {
+        assert_eq!(
+            (m.as_str(), p.as_str()),
+            ("POST", "/clusters/fleet/endpoints")
+        );
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        let (verb, eps) = v.as_object().unwrap().iter().next().unwrap();
+        let ep = eps[0].as_str().unwrap().to_string();
+        assert!(
+            churned.iter().any(|c| ep == format!("127.0.0.1:{c}")),
+            "{ep}"
+        );
+        match verb.as_str() {
+            "remove" => assert!(down.insert(ep), "{posts:?}"),
+            "add" => assert!(down.remove(&ep), "{posts:?}"),
+            other => panic!("unexpected verb {other}"),
+        }
+        assert!(down.len() <= 2, "more than half down: {posts:?}");
+    }
+    assert!(down.is_empty(), "{posts:?}");
+    // The fleet is whole again.
+    let (_, status) = http(control, "GET", "/status").unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert!(status["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["up"] == true));
+
+    // JSON: series per second, every action with its time, zero errors with every kind shown.
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(j["series"].as_array().unwrap().len(), 3, "{j}");
+    assert_eq!(j["errors"]["total"], 0, "{j}");
+    for k in ["connect", "reset", "timeout", "protocol", "status_5xx"] {
+        assert_eq!(j["errors"][k], 0, "{k}: {j}");
+    }
+    assert_eq!(j["errors"]["status"]["503"], 0);
+    let events = j["churn"]["events"].as_array().unwrap();
+    assert_eq!(j["churn"]["failed_actions"], 0);
+    // remove -> (drain) -> stop for each take-down.
+    let first_remove = &events[0];
+    assert_eq!(first_remove["action"], "remove");
+    assert_eq!(events[1]["action"], "stop");
+    assert_eq!(events[1]["endpoint"], first_remove["endpoint"]);
+    let gap = events[1]["t_s"].as_f64().unwrap() - first_remove["t_s"].as_f64().unwrap();
+    assert!(gap >= 0.099, "drain not respected: {gap}");
+    assert!(first_remove["t_s"].as_f64().unwrap() >= 0.49);
+    assert!(
+        j["phases"]["steady"]["completed"].as_u64().unwrap() > 0,
+        "{j}"
+    );
+    assert!(
+        j["phases"]["churn"]["completed"].as_u64().unwrap() > 0,
+        "{j}"
+    );
+    let total = j["phases"]["steady"]["completed"].as_u64().unwrap()
+        + j["phases"]["churn"]["completed"].as_u64().unwrap();
+    assert_eq!(total, j["completed"].as_u64().unwrap());
+
+    let chart = std::fs::read_to_string(&svg).unwrap();
+    assert!(chart.starts_with("<svg") && chart.trim_end().ends_with("</svg>"));
+    assert!(
+        chart
+            .matches("stroke-dasharray=\"5,3\" stroke-opacity")
+            .count()
+            >= 6
+    );
+}
+
+#[test]
+fn demo_runs_ringway_and_is_loud_about_failed_churn() {
+    let dir = TempDir::new("loadgen-demo");
+    let json = dir.join("demo.json");
+    let out = Command::new(loadgen())
+        .env("RINGWAY_BIN", support::ringway::binary())
+        .args([
+            "demo",
+            "--duration",
+            "3s",
+            "--rate",
+            "300",
+            "--churn-every",
+            "1s",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .arg("--report")
+        .arg(dir.join("demo.html"))
+        .output()
+        .unwrap();
+    let all = text(&out);
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&json).unwrap_or_else(|e| panic!("no JSON ({e}): {all}")),
+    )
+    .unwrap();
+    assert!(j["completed"].as_u64().unwrap() > 0, "{all}");
+    assert!(j["churn"]["actions"].as_u64().unwrap() >= 4, "{all}");
+    let failed = j["churn"]["failed_actions"].as_u64().unwrap();
+    // Either the proxy has the membership API and graceful churn lost nothing, or it does not
+    // and the demo says so loudly with a distinct exit status: never a quiet half-result.
+    if failed == 0 {
+        assert!(out.status.success(), "{all}");
+        assert_eq!(
+            j["errors"]["total"], 0,
+            "graceful churn failed requests: {all}"
+        );
+    } else {
+        assert_eq!(out.status.code(), Some(3), "{all}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("DEMO CHURN FAILED"), "{all}");
+        assert!(stderr.contains("CHURN ACTION FAILED"), "{all}");
+    }
+    let page = std::fs::read_to_string(dir.join("demo.html")).unwrap();
+    assert!(page.contains("<svg") && page.contains("phase split"));
+}
