@@ -181,6 +181,7 @@ fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut (Instant, u64)) {
     if now.duration_since(last_sweep.0) >= Duration::from_secs(1)
         || snapshot.generation != last_sweep.1
     {
+        let periodic = now.duration_since(last_sweep.0) >= Duration::from_secs(1);
         *last_sweep = (now, snapshot.generation);
         worker.pool.borrow_mut().sweep(now, |cluster, addr| {
             snapshot
@@ -188,8 +189,11 @@ fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut (Instant, u64)) {
                 .get(cluster)
                 .is_some_and(|m| m.endpoints.iter().any(|e| e.addr == *addr))
         });
+        // Histograms go to the admin thread once a second: each flush copies them.
+        if periodic {
+            worker.histograms.borrow_mut().flush();
+        }
     }
-    worker.histograms.borrow_mut().flush();
     if let Some(log) = worker.access_log.borrow_mut().as_mut() {
         log.flush();
     }

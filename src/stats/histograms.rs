@@ -21,7 +21,9 @@ pub enum HistogramId {
 }
 
 fn new_histogram() -> Histogram<u64> {
-    // 1 µs .. 1 h at 3 significant digits; the bounds are constants, so creation cannot fail.
+    // 1 µs .. 1 h at 3 significant digits. Such a histogram is a few hundred KiB, which is why
+    // workers hand theirs over only once a second. The bounds are constants, so creation cannot
+    // fail.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
         Histogram::new(3).expect("HdrHistogram with 3 significant digits is always valid")
     })
