@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 command -v curl >/dev/null || { apt-get update -qq && apt-get install -y -qq curl; }
-cargo build --release -q -p ringway
+cargo build --release -q --workspace
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
@@ -40,3 +40,12 @@ done
 curl -sS -w '%{http_code}\n' "${args[@]}" | sort | uniq -c | awk '{print "  " $1 " responses with status " $2}'
 echo "== admin /stats (excerpt)"
 curl -sS http://127.0.0.1:8001/stats | grep -E '^(cluster\.service[12]\.(upstream_rq_total|upstream_rq_200|upstream_cx_total)|http\.ingress_http\.downstream_rq_total|server\.concurrency):'
+
+# Stop the front-proxy part before the churn part.
+cleanup
+pids=()
+
+echo
+echo "== load with endpoint churn: ringway-loadgen demo (6 upstreams, 2000 req/s open loop, graceful churn every 2 s)"
+target/release/ringway-loadgen demo --duration "${DEMO_DURATION:-20s}" --json target/demo.json --report target/demo.svg
+echo "report: target/demo.svg, target/demo.json"
