@@ -126,7 +126,10 @@ pub async fn forward(
         return;
     }
     local.active_requests.set(local.active_requests.get() + 1);
-    let mut retries_held = 0u32;
+    let mut budget = RetryBudget {
+        left: retry.map_or(0, |p| p.num_retries),
+        held: 0,
+    };
     cs.inc(w.index, ClusterStat::UpstreamRqActive);
 
     // 2. body plan (100-continue first: the client waits for it before sending the body)
@@ -141,7 +144,7 @@ pub async fn forward(
             c.close = true;
             log.flags
                 .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-            finish_cluster_request(w, cluster_id, retries_held);
+            finish_cluster_request(w, cluster_id, budget.held);
             return;
         }
     }
@@ -155,7 +158,7 @@ pub async fn forward(
                 log.flags
                     .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
             }
-            finish_cluster_request(w, cluster_id, retries_held);
+            finish_cluster_request(w, cluster_id, budget.held);
             return;
         }
     };
@@ -181,7 +184,6 @@ pub async fn forward(
     // 3-4. attempts
     let deadline = action.timeout.map(|t| log.start + t);
     let policy = retry;
-    let mut retries_left = policy.map_or(0, |p| p.num_retries);
     let mut reuse_retry_used = false;
     let mut sent_body_bytes = false;
     let outcome = loop {
@@ -198,16 +200,7 @@ pub async fn forward(
             Err(e) => {
                 let retry_on = matches!(e, AttemptError::Connect)
                     && can_retry(policy, RetryOn::CONNECT_FAILURE);
-                if retry_on
-                    && retries_left > 0
-                    && take_retry(
-                        w,
-                        cluster_id,
-                        cluster.circuit_breakers.max_retries,
-                        &mut retries_held,
-                    )
-                {
-                    retries_left -= 1;
+                if retry_on && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries) {
                     continue;
                 }
                 break Err(e);
@@ -249,16 +242,9 @@ pub async fn forward(
                 cs.codes.inc(w.index, head.status);
                 report_outcome(w, cluster_id, &conn.endpoint, !is_5xx);
                 if retry_status
-                    && retries_left > 0
                     && replayable
-                    && take_retry(
-                        w,
-                        cluster_id,
-                        cluster.circuit_breakers.max_retries,
-                        &mut retries_held,
-                    )
+                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
                 {
-                    retries_left -= 1;
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
                     conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
                     let mut pool = w.pool.borrow_mut();
@@ -269,6 +255,9 @@ pub async fn forward(
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
                 } else {
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqSuccess);
+                }
+                if budget.held > 0 && !is_5xx {
+                    cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
                 }
                 break Ok((conn, head, sent_at));
             }
@@ -323,16 +312,9 @@ pub async fn forward(
                 }
                 if retry_on
                     && !global_expired
-                    && retries_left > 0
                     && replayable
-                    && take_retry(
-                        w,
-                        cluster_id,
-                        cluster.circuit_breakers.max_retries,
-                        &mut retries_held,
-                    )
+                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
                 {
-                    retries_left -= 1;
                     continue;
                 }
                 break Err(e);
@@ -390,12 +372,12 @@ pub async fn forward(
                 AttemptError::Downstream => {
                     c.close = true;
                     log.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                    finish_cluster_request(w, cluster_id, retries_held);
+                    finish_cluster_request(w, cluster_id, budget.held);
                     return;
                 }
             };
             log.flags.insert(flag);
-            if retry.is_some() && policy.is_some_and(|p| p.num_retries > 0) && retries_left == 0 {
+            if policy.is_some_and(|p| p.num_retries > 0) && budget.left == 0 {
                 log.flags
                     .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
             }
@@ -404,7 +386,7 @@ pub async fn forward(
             local_reply(c, req, log, status, body, hcm, unread, &[]).await;
         }
     }
-    finish_cluster_request(w, cluster_id, retries_held);
+    finish_cluster_request(w, cluster_id, budget.held);
 }
 
 fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {
@@ -424,23 +406,36 @@ fn can_retry(policy: Option<&RetryPolicy>, on: RetryOn) -> bool {
     policy.is_some_and(|p| p.retry_on.contains(on))
 }
 
-/// Counts a retry against the cluster's `max_retries` (this worker's share of retries
-/// outstanding at once); false on overflow. A request holds its retries until it finishes.
-fn take_retry(w: &Worker, cluster: ClusterId, max_retries: u32, held: &mut u32) -> bool {
-    let cs = w.stats().clusters.get(cluster);
-    let local = &w.clusters[cluster];
-    if local.active_retries.get() >= w.share(max_retries) {
-        if let Some(cs) = cs {
-            cs.inc(w.index, ClusterStat::UpstreamRqRetryOverflow);
+/// One request's retries: how many the route still allows, and how many it holds against the
+/// cluster's `max_retries` circuit breaker (released when the request finishes).
+struct RetryBudget {
+    left: u32,
+    held: u32,
+}
+
+impl RetryBudget {
+    /// Takes a retry if the route allows another and this worker's share of `max_retries`
+    /// outstanding retries is not used up.
+    fn take(&mut self, w: &Worker, cluster: ClusterId, max_retries: u32) -> bool {
+        if self.left == 0 {
+            return false;
         }
-        return false;
+        let cs = w.stats().clusters.get(cluster);
+        let local = &w.clusters[cluster];
+        if local.active_retries.get() >= w.share(max_retries) {
+            if let Some(cs) = cs {
+                cs.inc(w.index, ClusterStat::UpstreamRqRetryOverflow);
+            }
+            return false;
+        }
+        if let Some(cs) = cs {
+            cs.inc(w.index, ClusterStat::UpstreamRqRetry);
+        }
+        local.active_retries.set(local.active_retries.get() + 1);
+        self.held += 1;
+        self.left -= 1;
+        true
     }
-    if let Some(cs) = cs {
-        cs.inc(w.index, ClusterStat::UpstreamRqRetry);
-    }
-    local.active_retries.set(local.active_retries.get() + 1);
-    *held += 1;
-    true
 }
 
 /// Feeds one exchange's outcome with `endpoint` to this worker's outlier detection (a no-op for

@@ -15,159 +15,109 @@ use std::time::Instant;
 
 use counters::{CodeCounters, PerWorker};
 
-/// Named counter indices for one cluster (`cluster.<name>.<stat>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub enum ClusterStat {
-    UpstreamRqTotal,
-    UpstreamRqActive,
-    UpstreamRqPendingTotal,
-    UpstreamRqPendingActive,
-    UpstreamRqPendingOverflow,
-    UpstreamRqRetry,
-    UpstreamRqRetrySuccess,
-    UpstreamRqRetryOverflow,
-    UpstreamRqTimeout,
-    UpstreamRqPerTryTimeout,
-    UpstreamRqRxReset,
-    UpstreamRqTxReset,
-    UpstreamCxTotal,
-    UpstreamCxActive,
-    UpstreamCxConnectFail,
-    UpstreamCxConnectTimeout,
-    UpstreamCxOverflow,
-    UpstreamCxDestroyLocal,
-    UpstreamCxDestroyRemote,
-    UpstreamCxIdleTimeout,
-    UpstreamCxProtocolError,
-    UpstreamCxRxBytesTotal,
-    UpstreamCxTxBytesTotal,
-    UpstreamCxHttp1Total,
-    UpstreamCxHttp2Total,
-    UpstreamCxPoolReuse,
-    UpstreamRqReuseRetry,
-    UpstreamCxNoneHealthy,
-    MembershipTotal,
-    MembershipHealthy,
-    MembershipChange,
-    UpdateSuccess,
-    UpdateRejected,
-    HealthCheckAttempt,
-    HealthCheckSuccess,
-    HealthCheckFailure,
-    OutlierEjectionsEnforcedTotal,
-    OutlierEjectionsEnforcedConsecutive5xx,
-    OutlierEjectionsOverflow,
-    OutlierEjectionsActive,
+/// Declares a scope's stat enum: Envoy's name for each stat, which ones are gauges, and `ALL` in
+/// declaration order.
+macro_rules! stat_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? } gauges { $($gauge:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(usize)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            pub const COUNT: usize = [$($name::$variant),+].len();
+            pub const ALL: [$name; $name::COUNT] = [$($name::$variant),+];
+
+            /// Envoy's stat name (the part after the scope prefix).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// Gauges may go down and render as Prometheus gauges.
+            pub fn is_gauge(self) -> bool {
+                matches!(self, $($name::$gauge)|+)
+            }
+        }
+    };
 }
 
-impl ClusterStat {
-    pub const COUNT: usize = ClusterStat::OutlierEjectionsActive as usize + 1;
-    pub const ALL: [ClusterStat; ClusterStat::COUNT] = [
-        ClusterStat::UpstreamRqTotal,
-        ClusterStat::UpstreamRqActive,
-        ClusterStat::UpstreamRqPendingTotal,
-        ClusterStat::UpstreamRqPendingActive,
-        ClusterStat::UpstreamRqPendingOverflow,
-        ClusterStat::UpstreamRqRetry,
-        ClusterStat::UpstreamRqRetrySuccess,
-        ClusterStat::UpstreamRqRetryOverflow,
-        ClusterStat::UpstreamRqTimeout,
-        ClusterStat::UpstreamRqPerTryTimeout,
-        ClusterStat::UpstreamRqRxReset,
-        ClusterStat::UpstreamRqTxReset,
-        ClusterStat::UpstreamCxTotal,
-        ClusterStat::UpstreamCxActive,
-        ClusterStat::UpstreamCxConnectFail,
-        ClusterStat::UpstreamCxConnectTimeout,
-        ClusterStat::UpstreamCxOverflow,
-        ClusterStat::UpstreamCxDestroyLocal,
-        ClusterStat::UpstreamCxDestroyRemote,
-        ClusterStat::UpstreamCxIdleTimeout,
-        ClusterStat::UpstreamCxProtocolError,
-        ClusterStat::UpstreamCxRxBytesTotal,
-        ClusterStat::UpstreamCxTxBytesTotal,
-        ClusterStat::UpstreamCxHttp1Total,
-        ClusterStat::UpstreamCxHttp2Total,
-        ClusterStat::UpstreamCxPoolReuse,
-        ClusterStat::UpstreamRqReuseRetry,
-        ClusterStat::UpstreamCxNoneHealthy,
-        ClusterStat::MembershipTotal,
-        ClusterStat::MembershipHealthy,
-        ClusterStat::MembershipChange,
-        ClusterStat::UpdateSuccess,
-        ClusterStat::UpdateRejected,
-        ClusterStat::HealthCheckAttempt,
-        ClusterStat::HealthCheckSuccess,
-        ClusterStat::HealthCheckFailure,
-        ClusterStat::OutlierEjectionsEnforcedTotal,
-        ClusterStat::OutlierEjectionsEnforcedConsecutive5xx,
-        ClusterStat::OutlierEjectionsOverflow,
-        ClusterStat::OutlierEjectionsActive,
-    ];
-
-    /// Envoy's stat name (the part after `cluster.<name>.`).
-    pub fn name(self) -> &'static str {
-        match self {
-            ClusterStat::UpstreamRqTotal => "upstream_rq_total",
-            ClusterStat::UpstreamRqActive => "upstream_rq_active",
-            ClusterStat::UpstreamRqPendingTotal => "upstream_rq_pending_total",
-            ClusterStat::UpstreamRqPendingActive => "upstream_rq_pending_active",
-            ClusterStat::UpstreamRqPendingOverflow => "upstream_rq_pending_overflow",
-            ClusterStat::UpstreamRqRetry => "upstream_rq_retry",
-            ClusterStat::UpstreamRqRetrySuccess => "upstream_rq_retry_success",
-            ClusterStat::UpstreamRqRetryOverflow => "upstream_rq_retry_overflow",
-            ClusterStat::UpstreamRqTimeout => "upstream_rq_timeout",
-            ClusterStat::UpstreamRqPerTryTimeout => "upstream_rq_per_try_timeout",
-            ClusterStat::UpstreamRqRxReset => "upstream_rq_rx_reset",
-            ClusterStat::UpstreamRqTxReset => "upstream_rq_tx_reset",
-            ClusterStat::UpstreamCxTotal => "upstream_cx_total",
-            ClusterStat::UpstreamCxActive => "upstream_cx_active",
-            ClusterStat::UpstreamCxConnectFail => "upstream_cx_connect_fail",
-            ClusterStat::UpstreamCxConnectTimeout => "upstream_cx_connect_timeout",
-            ClusterStat::UpstreamCxOverflow => "upstream_cx_overflow",
-            ClusterStat::UpstreamCxDestroyLocal => "upstream_cx_destroy_local",
-            ClusterStat::UpstreamCxDestroyRemote => "upstream_cx_destroy_remote",
-            ClusterStat::UpstreamCxIdleTimeout => "upstream_cx_idle_timeout",
-            ClusterStat::UpstreamCxProtocolError => "upstream_cx_protocol_error",
-            ClusterStat::UpstreamCxRxBytesTotal => "upstream_cx_rx_bytes_total",
-            ClusterStat::UpstreamCxTxBytesTotal => "upstream_cx_tx_bytes_total",
-            ClusterStat::UpstreamCxHttp1Total => "upstream_cx_http1_total",
-            ClusterStat::UpstreamCxHttp2Total => "upstream_cx_http2_total",
-            ClusterStat::UpstreamCxPoolReuse => "upstream_cx_pool_reuse",
-            ClusterStat::UpstreamRqReuseRetry => "upstream_rq_reuse_retry",
-            ClusterStat::UpstreamCxNoneHealthy => "upstream_cx_none_healthy",
-            ClusterStat::MembershipTotal => "membership_total",
-            ClusterStat::MembershipHealthy => "membership_healthy",
-            ClusterStat::MembershipChange => "membership_change",
-            ClusterStat::UpdateSuccess => "update_success",
-            ClusterStat::UpdateRejected => "update_rejected",
-            ClusterStat::HealthCheckAttempt => "health_check.attempt",
-            ClusterStat::HealthCheckSuccess => "health_check.success",
-            ClusterStat::HealthCheckFailure => "health_check.failure",
-            ClusterStat::OutlierEjectionsEnforcedTotal => {
-                "outlier_detection.ejections_enforced_total"
+/// The accessors every scope has over its `counters: PerWorker<N>` field, typed by its enum.
+macro_rules! stat_scope_methods {
+    ($scope:ty, $kind:ty) => {
+        impl $scope {
+            #[inline]
+            pub fn inc(&self, worker: usize, s: $kind) {
+                self.counters.inc(worker, s as usize);
             }
-            ClusterStat::OutlierEjectionsEnforcedConsecutive5xx => {
-                "outlier_detection.ejections_enforced_consecutive_5xx"
+            #[inline]
+            pub fn add(&self, worker: usize, s: $kind, n: u64) {
+                self.counters.add(worker, s as usize, n);
             }
-            ClusterStat::OutlierEjectionsOverflow => "outlier_detection.ejections_overflow",
-            ClusterStat::OutlierEjectionsActive => "outlier_detection.ejections_active",
+            #[inline]
+            pub fn dec(&self, worker: usize, s: $kind) {
+                self.counters.dec(worker, s as usize);
+            }
+            /// The value summed over workers (gauges clamped at zero).
+            pub fn get(&self, s: $kind) -> u64 {
+                if s.is_gauge() {
+                    self.counters.gauge(s as usize)
+                } else {
+                    self.counters.sum(s as usize)
+                }
+            }
         }
-    }
+    };
+}
 
-    /// Gauges are rendered as gauges in Prometheus and may go down.
-    pub fn is_gauge(self) -> bool {
-        matches!(
-            self,
-            ClusterStat::UpstreamRqActive
-                | ClusterStat::UpstreamRqPendingActive
-                | ClusterStat::UpstreamCxActive
-                | ClusterStat::MembershipTotal
-                | ClusterStat::MembershipHealthy
-                | ClusterStat::OutlierEjectionsActive
-        )
+stat_enum! {
+    /// Named counter indices for one cluster (`cluster.<name>.<stat>`).
+    ClusterStat {
+        UpstreamRqTotal = "upstream_rq_total",
+        UpstreamRqActive = "upstream_rq_active",
+        UpstreamRqPendingTotal = "upstream_rq_pending_total",
+        UpstreamRqPendingActive = "upstream_rq_pending_active",
+        UpstreamRqPendingOverflow = "upstream_rq_pending_overflow",
+        UpstreamRqRetry = "upstream_rq_retry",
+        UpstreamRqRetrySuccess = "upstream_rq_retry_success",
+        UpstreamRqRetryOverflow = "upstream_rq_retry_overflow",
+        UpstreamRqTimeout = "upstream_rq_timeout",
+        UpstreamRqPerTryTimeout = "upstream_rq_per_try_timeout",
+        UpstreamRqRxReset = "upstream_rq_rx_reset",
+        UpstreamRqTxReset = "upstream_rq_tx_reset",
+        UpstreamCxTotal = "upstream_cx_total",
+        UpstreamCxActive = "upstream_cx_active",
+        UpstreamCxConnectFail = "upstream_cx_connect_fail",
+        UpstreamCxConnectTimeout = "upstream_cx_connect_timeout",
+        UpstreamCxOverflow = "upstream_cx_overflow",
+        UpstreamCxDestroyLocal = "upstream_cx_destroy_local",
+        UpstreamCxDestroyRemote = "upstream_cx_destroy_remote",
+        UpstreamCxIdleTimeout = "upstream_cx_idle_timeout",
+        UpstreamCxProtocolError = "upstream_cx_protocol_error",
+        UpstreamCxRxBytesTotal = "upstream_cx_rx_bytes_total",
+        UpstreamCxTxBytesTotal = "upstream_cx_tx_bytes_total",
+        UpstreamCxHttp1Total = "upstream_cx_http1_total",
+        UpstreamCxHttp2Total = "upstream_cx_http2_total",
+        UpstreamCxPoolReuse = "upstream_cx_pool_reuse",
+        UpstreamRqReuseRetry = "upstream_rq_reuse_retry",
+        UpstreamCxNoneHealthy = "upstream_cx_none_healthy",
+        MembershipTotal = "membership_total",
+        MembershipHealthy = "membership_healthy",
+        MembershipChange = "membership_change",
+        UpdateSuccess = "update_success",
+        UpdateRejected = "update_rejected",
+        HealthCheckAttempt = "health_check.attempt",
+        HealthCheckSuccess = "health_check.success",
+        HealthCheckFailure = "health_check.failure",
+        OutlierEjectionsEnforcedTotal = "outlier_detection.ejections_enforced_total",
+        OutlierEjectionsEnforcedConsecutive5xx = "outlier_detection.ejections_enforced_consecutive_5xx",
+        OutlierEjectionsOverflow = "outlier_detection.ejections_overflow",
+        OutlierEjectionsActive = "outlier_detection.ejections_active",
     }
+    gauges { UpstreamRqActive, UpstreamRqPendingActive, UpstreamCxActive, MembershipTotal, MembershipHealthy, OutlierEjectionsActive }
 }
 
 /// `cluster.<name>.*`.
@@ -186,68 +136,23 @@ impl ClusterStats {
             codes: CodeCounters::new(workers),
         }
     }
-    #[inline]
-    pub fn inc(&self, worker: usize, s: ClusterStat) {
-        self.counters.inc(worker, s as usize);
-    }
-    #[inline]
-    pub fn add(&self, worker: usize, s: ClusterStat, n: u64) {
-        self.counters.add(worker, s as usize, n);
-    }
-    #[inline]
-    pub fn dec(&self, worker: usize, s: ClusterStat) {
-        self.counters.dec(worker, s as usize);
-    }
-    pub fn get(&self, s: ClusterStat) -> u64 {
-        if s.is_gauge() {
-            self.counters.gauge(s as usize)
-        } else {
-            self.counters.sum(s as usize)
-        }
-    }
 }
 
-/// Per-endpoint counters shown by `/clusters` (Envoy's host stats).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub enum EndpointStat {
-    CxTotal,
-    CxActive,
-    CxConnectFail,
-    RqTotal,
-    RqActive,
-    RqSuccess,
-    RqError,
-    RqTimeout,
-}
+stat_scope_methods!(ClusterStats, ClusterStat);
 
-impl EndpointStat {
-    pub const COUNT: usize = EndpointStat::RqTimeout as usize + 1;
-    pub const ALL: [EndpointStat; EndpointStat::COUNT] = [
-        EndpointStat::CxTotal,
-        EndpointStat::CxActive,
-        EndpointStat::CxConnectFail,
-        EndpointStat::RqTotal,
-        EndpointStat::RqActive,
-        EndpointStat::RqSuccess,
-        EndpointStat::RqError,
-        EndpointStat::RqTimeout,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            EndpointStat::CxTotal => "cx_total",
-            EndpointStat::CxActive => "cx_active",
-            EndpointStat::CxConnectFail => "cx_connect_fail",
-            EndpointStat::RqTotal => "rq_total",
-            EndpointStat::RqActive => "rq_active",
-            EndpointStat::RqSuccess => "rq_success",
-            EndpointStat::RqError => "rq_error",
-            EndpointStat::RqTimeout => "rq_timeout",
-        }
+stat_enum! {
+    /// Per-endpoint counters shown by `/clusters` (Envoy's host stats).
+    EndpointStat {
+        CxTotal = "cx_total",
+        CxActive = "cx_active",
+        CxConnectFail = "cx_connect_fail",
+        RqTotal = "rq_total",
+        RqActive = "rq_active",
+        RqSuccess = "rq_success",
+        RqError = "rq_error",
+        RqTimeout = "rq_timeout",
     }
-    pub fn is_gauge(self) -> bool {
-        matches!(self, EndpointStat::CxActive | EndpointStat::RqActive)
-    }
+    gauges { CxActive, RqActive }
 }
 
 /// One endpoint's counters; shared (by `Arc`) between membership snapshots so an endpoint keeps
@@ -262,109 +167,37 @@ impl EndpointStats {
             counters: PerWorker::new(workers),
         }
     }
-    #[inline]
-    pub fn inc(&self, worker: usize, s: EndpointStat) {
-        self.counters.inc(worker, s as usize);
-    }
-    #[inline]
-    pub fn dec(&self, worker: usize, s: EndpointStat) {
-        self.counters.dec(worker, s as usize);
-    }
-    pub fn get(&self, s: EndpointStat) -> u64 {
-        if s.is_gauge() {
-            self.counters.gauge(s as usize)
-        } else {
-            self.counters.sum(s as usize)
-        }
-    }
 }
 
-/// `http.<stat_prefix>.*` (one per HTTP connection manager).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub enum HttpStat {
-    DownstreamRqTotal,
-    DownstreamRqActive,
-    DownstreamRqHttp1Total,
-    DownstreamRqHttp2Total,
-    DownstreamCxTotal,
-    DownstreamCxActive,
-    DownstreamCxHttp1Total,
-    DownstreamCxHttp2Total,
-    DownstreamCxSslTotal,
-    DownstreamCxProtocolError,
-    DownstreamCxDestroyRemote,
-    DownstreamCxDrainClose,
-    DownstreamCxRxBytesTotal,
-    DownstreamCxTxBytesTotal,
-    DownstreamRqRxReset,
-    DownstreamRqTimeout,
-    DownstreamRqHeaderTimeout,
-    DownstreamRqTooLarge,
-    NoRoute,
-    NoCluster,
-    RqDirectResponse,
-    RqRedirect,
-}
+stat_scope_methods!(EndpointStats, EndpointStat);
 
-impl HttpStat {
-    pub const COUNT: usize = HttpStat::RqRedirect as usize + 1;
-    pub const ALL: [HttpStat; HttpStat::COUNT] = [
-        HttpStat::DownstreamRqTotal,
-        HttpStat::DownstreamRqActive,
-        HttpStat::DownstreamRqHttp1Total,
-        HttpStat::DownstreamRqHttp2Total,
-        HttpStat::DownstreamCxTotal,
-        HttpStat::DownstreamCxActive,
-        HttpStat::DownstreamCxHttp1Total,
-        HttpStat::DownstreamCxHttp2Total,
-        HttpStat::DownstreamCxSslTotal,
-        HttpStat::DownstreamCxProtocolError,
-        HttpStat::DownstreamCxDestroyRemote,
-        HttpStat::DownstreamCxDrainClose,
-        HttpStat::DownstreamCxRxBytesTotal,
-        HttpStat::DownstreamCxTxBytesTotal,
-        HttpStat::DownstreamRqRxReset,
-        HttpStat::DownstreamRqTimeout,
-        HttpStat::DownstreamRqHeaderTimeout,
-        HttpStat::DownstreamRqTooLarge,
-        HttpStat::NoRoute,
-        HttpStat::NoCluster,
-        HttpStat::RqDirectResponse,
-        HttpStat::RqRedirect,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            HttpStat::DownstreamRqTotal => "downstream_rq_total",
-            HttpStat::DownstreamRqActive => "downstream_rq_active",
-            HttpStat::DownstreamRqHttp1Total => "downstream_rq_http1_total",
-            HttpStat::DownstreamRqHttp2Total => "downstream_rq_http2_total",
-            HttpStat::DownstreamCxTotal => "downstream_cx_total",
-            HttpStat::DownstreamCxActive => "downstream_cx_active",
-            HttpStat::DownstreamCxHttp1Total => "downstream_cx_http1_total",
-            HttpStat::DownstreamCxHttp2Total => "downstream_cx_http2_total",
-            HttpStat::DownstreamCxSslTotal => "downstream_cx_ssl_total",
-            HttpStat::DownstreamCxProtocolError => "downstream_cx_protocol_error",
-            HttpStat::DownstreamCxDestroyRemote => "downstream_cx_destroy_remote",
-            HttpStat::DownstreamCxDrainClose => "downstream_cx_drain_close",
-            HttpStat::DownstreamCxRxBytesTotal => "downstream_cx_rx_bytes_total",
-            HttpStat::DownstreamCxTxBytesTotal => "downstream_cx_tx_bytes_total",
-            HttpStat::DownstreamRqRxReset => "downstream_rq_rx_reset",
-            HttpStat::DownstreamRqTimeout => "downstream_rq_timeout",
-            HttpStat::DownstreamRqHeaderTimeout => "downstream_rq_header_timeout",
-            HttpStat::DownstreamRqTooLarge => "downstream_rq_too_large",
-            HttpStat::NoRoute => "no_route",
-            HttpStat::NoCluster => "no_cluster",
-            HttpStat::RqDirectResponse => "rq_direct_response",
-            HttpStat::RqRedirect => "rq_redirect",
-        }
+stat_enum! {
+    /// `http.<stat_prefix>.*` (one per HTTP connection manager).
+    HttpStat {
+        DownstreamRqTotal = "downstream_rq_total",
+        DownstreamRqActive = "downstream_rq_active",
+        DownstreamRqHttp1Total = "downstream_rq_http1_total",
+        DownstreamRqHttp2Total = "downstream_rq_http2_total",
+        DownstreamCxTotal = "downstream_cx_total",
+        DownstreamCxActive = "downstream_cx_active",
+        DownstreamCxHttp1Total = "downstream_cx_http1_total",
+        DownstreamCxHttp2Total = "downstream_cx_http2_total",
+        DownstreamCxSslTotal = "downstream_cx_ssl_total",
+        DownstreamCxProtocolError = "downstream_cx_protocol_error",
+        DownstreamCxDestroyRemote = "downstream_cx_destroy_remote",
+        DownstreamCxDrainClose = "downstream_cx_drain_close",
+        DownstreamCxRxBytesTotal = "downstream_cx_rx_bytes_total",
+        DownstreamCxTxBytesTotal = "downstream_cx_tx_bytes_total",
+        DownstreamRqRxReset = "downstream_rq_rx_reset",
+        DownstreamRqTimeout = "downstream_rq_timeout",
+        DownstreamRqHeaderTimeout = "downstream_rq_header_timeout",
+        DownstreamRqTooLarge = "downstream_rq_too_large",
+        NoRoute = "no_route",
+        NoCluster = "no_cluster",
+        RqDirectResponse = "rq_direct_response",
+        RqRedirect = "rq_redirect",
     }
-    pub fn is_gauge(self) -> bool {
-        matches!(
-            self,
-            HttpStat::DownstreamRqActive | HttpStat::DownstreamCxActive
-        )
-    }
+    gauges { DownstreamRqActive, DownstreamCxActive }
 }
 
 /// `http.<stat_prefix>.*`.
@@ -383,56 +216,19 @@ impl HttpStats {
             codes: CodeCounters::new(workers),
         }
     }
-    #[inline]
-    pub fn inc(&self, worker: usize, s: HttpStat) {
-        self.counters.inc(worker, s as usize);
-    }
-    #[inline]
-    pub fn add(&self, worker: usize, s: HttpStat, n: u64) {
-        self.counters.add(worker, s as usize, n);
-    }
-    #[inline]
-    pub fn dec(&self, worker: usize, s: HttpStat) {
-        self.counters.dec(worker, s as usize);
-    }
-    pub fn get(&self, s: HttpStat) -> u64 {
-        if s.is_gauge() {
-            self.counters.gauge(s as usize)
-        } else {
-            self.counters.sum(s as usize)
-        }
-    }
 }
 
-/// `listener.<address>.*`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(usize)]
-pub enum ListenerStat {
-    DownstreamCxTotal,
-    DownstreamCxActive,
-    DownstreamCxOverflow,
-    NoFilterChainMatch,
-}
+stat_scope_methods!(HttpStats, HttpStat);
 
-impl ListenerStat {
-    pub const COUNT: usize = ListenerStat::NoFilterChainMatch as usize + 1;
-    pub const ALL: [ListenerStat; ListenerStat::COUNT] = [
-        ListenerStat::DownstreamCxTotal,
-        ListenerStat::DownstreamCxActive,
-        ListenerStat::DownstreamCxOverflow,
-        ListenerStat::NoFilterChainMatch,
-    ];
-    pub fn name(self) -> &'static str {
-        match self {
-            ListenerStat::DownstreamCxTotal => "downstream_cx_total",
-            ListenerStat::DownstreamCxActive => "downstream_cx_active",
-            ListenerStat::DownstreamCxOverflow => "downstream_cx_overflow",
-            ListenerStat::NoFilterChainMatch => "no_filter_chain_match",
-        }
+stat_enum! {
+    /// `listener.<address>.*`.
+    ListenerStat {
+        DownstreamCxTotal = "downstream_cx_total",
+        DownstreamCxActive = "downstream_cx_active",
+        DownstreamCxOverflow = "downstream_cx_overflow",
+        NoFilterChainMatch = "no_filter_chain_match",
     }
-    pub fn is_gauge(self) -> bool {
-        matches!(self, ListenerStat::DownstreamCxActive)
-    }
+    gauges { DownstreamCxActive }
 }
 
 /// `listener.<address>.*` where `<address>` is Envoy's `0.0.0.0_10000` form.
@@ -448,22 +244,9 @@ impl ListenerStats {
             counters: PerWorker::new(workers),
         }
     }
-    #[inline]
-    pub fn inc(&self, worker: usize, s: ListenerStat) {
-        self.counters.inc(worker, s as usize);
-    }
-    #[inline]
-    pub fn dec(&self, worker: usize, s: ListenerStat) {
-        self.counters.dec(worker, s as usize);
-    }
-    pub fn get(&self, s: ListenerStat) -> u64 {
-        if s.is_gauge() {
-            self.counters.gauge(s as usize)
-        } else {
-            self.counters.sum(s as usize)
-        }
-    }
 }
+
+stat_scope_methods!(ListenerStats, ListenerStat);
 
 /// Every stat object of a running server. Built once at start; per-endpoint stats live in the
 /// membership snapshots (`upstream::membership`).
