@@ -270,6 +270,10 @@ pub async fn forward(
                 } else {
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqSuccess);
                 }
+                // As Envoy counts it: a retried request whose response is not retried again.
+                if retries_held > 0 {
+                    cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
+                }
                 break Ok((conn, head, sent_at));
             }
             Err(e) => {
