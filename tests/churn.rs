@@ -127,7 +127,12 @@ fn graceful_churn_every_second_loses_no_request() {
         phase_summary(&j)
     );
     // The churn must have happened, or zero failures would prove nothing.
-    assert_eq!(failed, 0, "churn actions failed: {first_failed:?}\n{}", all());
+    assert_eq!(
+        failed,
+        0,
+        "churn actions failed: {first_failed:?}\n{}",
+        all()
+    );
     assert!(actions > 10, "only {actions} churn actions\n{}", all());
     let removes = j["churn"]["events"]
         .as_array()
@@ -147,10 +152,21 @@ fn graceful_churn_every_second_loses_no_request() {
         "status_4xx",
         "status_5xx",
     ] {
-        assert_eq!(u(&j["errors"][kind]), 0, "{kind}: {}\n{}", j["errors"], all());
+        assert_eq!(
+            u(&j["errors"][kind]),
+            0,
+            "{kind}: {}\n{}",
+            j["errors"],
+            all()
+        );
     }
     let (sent, completed) = (u(&j["sent"]), u(&j["completed"]));
-    assert_eq!(completed, sent, "requests sent but not completed\n{}", all());
+    assert_eq!(
+        completed,
+        sent,
+        "requests sent but not completed\n{}",
+        all()
+    );
     assert_eq!(u(&j["unsent"]), 0, "the generator fell behind\n{}", all());
     // Open loop at 1000/s for 20 s: the whole schedule ran (allowing for the edges).
     assert!(completed >= 19_000, "only {completed} completed\n{}", all());
@@ -206,7 +222,12 @@ fn abrupt_churn_is_hidden_by_retries_health_checks_and_outlier_detection() {
         j["errors"],
         phase_summary(&j)
     );
-    assert_eq!(failed, 0, "churn actions failed: {first_failed:?}\n{}", all());
+    assert_eq!(
+        failed,
+        0,
+        "churn actions failed: {first_failed:?}\n{}",
+        all()
+    );
     let stops = j["churn"]["events"]
         .as_array()
         .unwrap()
@@ -222,10 +243,22 @@ fn abrupt_churn_is_hidden_by_retries_health_checks_and_outlier_detection() {
         j["errors"],
         all()
     );
-    // The dead endpoints were noticed by the proxy, not just dodged by luck.
+    // How the proxy hid the deaths.
+    let stat = |n: &str| rw.stat(&format!("cluster.fleet.{n}"));
+    let (retries, hc_failures) = (stat("upstream_rq_retry"), stat("health_check.failure"));
+    println!(
+        "  proxy: {retries} retries ({} succeeded), {} connect failures, {hc_failures} failed health checks, {} outlier ejections",
+        stat("upstream_rq_retry_success"),
+        stat("upstream_cx_connect_fail"),
+        stat("outlier_detection.ejections_enforced_total"),
+    );
+    // The deaths were noticed and retried around, not just dodged by luck.
+    assert!(hc_failures > 0, "no failed health check\n{}", all());
+    assert!(retries > 0, "no request was retried\n{}", all());
+    // Retries are what hid the deaths, so some succeeded, and the proxy must count them.
     assert!(
-        rw.stat("cluster.fleet.health_check.failure") > 0,
-        "no failed health check\n{}",
+        stat("upstream_rq_retry_success") > 0,
+        "retries hid every failure but upstream_rq_retry_success is 0\n{}",
         all()
     );
     assert!(fleet.all_up(), "the fleet was not restored\n{}", all());
