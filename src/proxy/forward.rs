@@ -256,7 +256,8 @@ pub async fn forward(
                 } else {
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqSuccess);
                 }
-                if budget.held > 0 && !is_5xx {
+                // As Envoy counts it: a retried request whose response is not retried again.
+                if budget.held > 0 {
                     cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
                 }
                 break Ok((conn, head, sent_at));
