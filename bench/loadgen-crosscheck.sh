@@ -57,15 +57,18 @@ if [[ $SKIP_BUILD != 1 ]]; then
     (cd "$ROOT" && cargo build --release -q -p ringway-loadgen)
 fi
 
+# Before looking for oha: `cargo install` puts it in ~/.cargo/bin, which may not be on PATH.
+export PATH=$HOME/.cargo/bin:$PATH
 HAVE_OHA=1
 if ! command -v oha >/dev/null 2>&1; then
-    log "oha not found; trying cargo install oha"
-    if ! cargo install oha >&2; then
-        loud "could not install oha (cargo install oha failed): open-loop cross-check SKIPPED"
+    # --locked: oha's own lockfile; without it cargo picks the newest dependencies, which may
+    # need a newer rustc than the one installed (easy-cast 0.5.5 needs 1.96).
+    log "oha not found; trying cargo install --locked oha (a few minutes)"
+    if ! cargo install --locked oha >&2; then
+        loud "could not install oha (cargo install --locked oha failed): open-loop cross-check SKIPPED"
         HAVE_OHA=0
     fi
 fi
-export PATH=$HOME/.cargo/bin:$PATH
 
 # nginx: one worker, fixed 64-byte 200.
 BODY=$(printf 'x%.0s' $(seq 1 64))
