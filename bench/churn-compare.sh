@@ -326,9 +326,9 @@ print_table() {
     awk -F'\t' -v proxies="$PROXIES" '
         { for (i = 2; i <= NF; i++) v[$1, i] = $i; seen[$1] = 1 }
         END {
-            fmt = "%-8s | %10s | %12s | %9s | %11s | %8s | %6s | %-17s | %s\n"
+            fmt = "%-8s | %10s | %12s | %9s | %11s | %8s | %6s | %-19s | %s\n"
             printf fmt, "proxy", "steady p99", "steady p99.9", "churn p99", "churn p99.9", "max", "errors", "errors steady/churn", "churn actions (failed)"
-            print "---------|------------|--------------|-----------|-------------|----------|--------|-------------------|-----------------------"
+            print "---------|------------|--------------|-----------|-------------|----------|--------|---------------------|-----------------------"
             n = split(proxies, order, " ")
             for (k = 1; k <= n; k++) {
                 p = order[k]
