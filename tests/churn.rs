@@ -11,11 +11,8 @@
 
 mod support;
 
-#[path = "support/fleet.rs"]
-mod fleet;
-
-use fleet::{describe, run_load, FleetProc};
 use serde_json::Value;
+use support::fleet::{describe, run_load, FleetProc};
 use support::{free_port, ConfigBuilder, Ringway, Route, TempDir};
 
 /// Endpoints in the fleet; the churn driver keeps at least half of them up.
@@ -198,12 +195,24 @@ const OUTLIER_DETECTION: &str = "outlier_detection:
   enforcing_consecutive_5xx: 100
 ";
 
+/// Retries wait out a jittered back-off (25 ms and up) and count against `max_retries` meanwhile;
+/// Envoy's default of 3 outstanding retries is too few when an endpoint dies under 1000 req/s with
+/// many requests in flight on it, so this cluster allows more, as an operator relying on retries
+/// would configure.
+const CIRCUIT_BREAKERS: &str = "circuit_breakers:
+  thresholds:
+  - max_retries: 64
+";
+
 #[test]
 fn abrupt_churn_is_hidden_by_retries_health_checks_and_outlier_detection() {
     let fleet = start_fleet();
     let cfg = ConfigBuilder::new()
         .cluster("fleet", &fleet.ports)
-        .cluster_extra("fleet", &format!("{HEALTH_CHECKS}{OUTLIER_DETECTION}"))
+        .cluster_extra(
+            "fleet",
+            &format!("{HEALTH_CHECKS}{OUTLIER_DETECTION}{CIRCUIT_BREAKERS}"),
+        )
         .route(Route::prefix("/", "fleet").retry("connect-failure,reset,5xx", 3, None));
     let rw = Ringway::start(&cfg.render());
     let dir = TempDir::new("churn-abrupt");

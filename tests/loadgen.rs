@@ -11,51 +11,12 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use support::fleet::{http, loadgen};
 use support::{free_port, TempDir};
-
-/// Builds (if needed) and locates the load generator, once per test binary.
-fn loadgen() -> PathBuf {
-    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("LOADGEN_BIN") {
-            return PathBuf::from(p);
-        }
-        // This test runs from target/<profile>/deps/; the binary lands in target/<profile>/.
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(|d| d.parent())
-            .expect("test binary lives in target/<profile>/deps");
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-q",
-            "-p",
-            "ringway-loadgen",
-            "--bin",
-            "ringway-loadgen",
-        ]);
-        if release {
-            cmd.arg("--release");
-        }
-        let out = cmd.output().expect("run cargo build for ringway-loadgen");
-        assert!(
-            out.status.success(),
-            "cargo build -p ringway-loadgen failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let bin = profile_dir.join("ringway-loadgen");
-        assert!(bin.is_file(), "no binary at {}", bin.display());
-        bin
-    })
-    .clone()
-}
 
 /// A child process killed on drop.
 struct Proc(Child);
@@ -65,28 +26,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// One HTTP exchange on a fresh connection: (status, body).
-fn http(port: u16, method: &str, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((code, body))
 }
 
 /// (method, path, body) of each request the fake admin received.

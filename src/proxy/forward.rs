@@ -128,6 +128,7 @@ pub async fn forward(
     local.active_requests.set(local.active_requests.get() + 1);
     let mut budget = RetryBudget {
         left: retry.map_or(0, |p| p.num_retries),
+        taken: 0,
         held: 0,
     };
     cs.inc(w.index, ClusterStat::UpstreamRqActive);
@@ -187,6 +188,7 @@ pub async fn forward(
     let mut reuse_retry_used = false;
     let mut sent_body_bytes = false;
     let outcome = loop {
+        budget.back_off(w, cluster_id).await;
         let attempt_start = Instant::now();
         let per_try = policy
             .and_then(|p| p.per_try_timeout)
@@ -257,7 +259,7 @@ pub async fn forward(
                     conn.endpoint.stats.inc(w.index, EndpointStat::RqSuccess);
                 }
                 // As Envoy counts it: a retried request whose response is not retried again.
-                if budget.held > 0 {
+                if budget.taken > 0 {
                     cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
                 }
                 break Ok((conn, head, sent_at));
@@ -407,10 +409,19 @@ fn can_retry(policy: Option<&RetryPolicy>, on: RetryOn) -> bool {
     policy.is_some_and(|p| p.retry_on.contains(on))
 }
 
-/// One request's retries: how many the route still allows, and how many it holds against the
-/// cluster's `max_retries` circuit breaker (released when the request finishes).
+/// Envoy's default retry back-off: full jitter over 25 ms doubling per retry, capped at 250 ms.
+const RETRY_BACKOFF_BASE_MS: u64 = 25;
+const RETRY_BACKOFF_MAX_MS: u64 = 250;
+
+/// One request's retries. As in Envoy, a retry counts against the cluster's `max_retries`
+/// circuit breaker (this worker's share) while it waits out its back-off, and is released when
+/// the retried attempt starts.
 struct RetryBudget {
+    /// Retries the route still allows.
     left: u32,
+    /// Retries taken so far (for `upstream_rq_retry_success`).
+    taken: u32,
+    /// Retries holding the circuit breaker now (0 or 1; released by `back_off`).
     held: u32,
 }
 
@@ -434,8 +445,27 @@ impl RetryBudget {
         }
         local.active_retries.set(local.active_retries.get() + 1);
         self.held += 1;
+        self.taken += 1;
         self.left -= 1;
         true
+    }
+
+    /// Before a retried attempt: waits the jittered back-off, then releases the retry's hold.
+    async fn back_off(&mut self, w: &Worker, cluster: ClusterId) {
+        if self.held == 0 {
+            return;
+        }
+        let shift = self.taken.saturating_sub(1).min(4);
+        let ceiling = (RETRY_BACKOFF_BASE_MS << shift).min(RETRY_BACKOFF_MAX_MS);
+        let delay = w.rng.borrow_mut().below(ceiling + 1);
+        if delay > 0 {
+            monoio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        let local = &w.clusters[cluster];
+        local
+            .active_retries
+            .set(local.active_retries.get().saturating_sub(self.held));
+        self.held = 0;
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod chunked;
 pub mod config;
+pub mod fleet;
 pub mod formats;
 pub mod nginx;
 pub mod raw;
