@@ -79,7 +79,7 @@ pub async fn forward(
     action: &ForwardAction,
     retry: Option<&RetryPolicy>,
     mutations: &Mutations<'_>,
-    log: &mut RequestLog,
+    log: &mut RequestLog<'_>,
 ) {
     let cluster_id = action.cluster;
     log.cluster = Some(cluster_id);
@@ -627,7 +627,7 @@ async fn plan_body(
     w: &Rc<Worker>,
     c: &mut Downstream,
     req: &Request,
-    log: &mut RequestLog,
+    log: &mut RequestLog<'_>,
 ) -> Result<BodyPlan, u16> {
     let limit = w.shared.tuning.retry_buffer_bytes;
     match req.head.framing {
@@ -895,7 +895,7 @@ async fn relay_response(
     head: ResponseHead,
     deadline: Option<Instant>,
     mutations: &Mutations<'_>,
-    log: &mut RequestLog,
+    log: &mut RequestLog<'_>,
 ) {
     let client_10 = req.head.version == Version::Http10;
     let is_head = req.head.method == Method::Head;

@@ -56,7 +56,7 @@ pub struct Downstream {
 }
 
 /// What one request's access-log line and stats need, filled in as the request goes.
-pub struct RequestLog {
+pub struct RequestLog<'r> {
     pub start: Instant,
     pub start_time: SystemTime,
     pub status: u16,
@@ -66,7 +66,8 @@ pub struct RequestLog {
     pub upstream_host: Option<SocketAddr>,
     pub cluster: Option<usize>,
     pub upstream_service_time: Option<Duration>,
-    pub route_name: String,
+    /// Borrowed from the route configuration (no copy per request).
+    pub route_name: &'r str,
     /// Response head as sent (for %RESP(X)%), offsets into `response_head`.
     pub response_head: Vec<u8>,
     pub response_headers: Vec<HeaderSpan>,
@@ -352,7 +353,7 @@ async fn handle_request(
         upstream_host: None,
         cluster: None,
         upstream_service_time: None,
-        route_name: String::new(),
+        route_name: "",
         response_head: Vec::new(),
         response_headers: Vec::new(),
         generated_request_id: Vec::new(),
@@ -379,7 +380,7 @@ async fn handle_request(
             local_reply(c, &req, &mut log, 404, b"", hcm, has_body, &[]).await;
         }
         Some(m) => {
-            log.route_name.push_str(&m.route.name);
+            log.route_name = &m.route.name;
             let mutations = Mutations {
                 levels: [
                     Some(&m.route.headers),
@@ -438,7 +439,7 @@ fn write_access_log(
     listener: usize,
     c: &Downstream,
     req: &Request,
-    log: &RequestLog,
+    log: &RequestLog<'_>,
     elapsed: Duration,
 ) {
     let formats = match w.shared.access_logs.get(listener) {
@@ -484,7 +485,7 @@ fn write_access_log(
         upstream_cluster: cluster_name,
         downstream_remote: c.peer,
         downstream_local: c.local,
-        route_name: &log.route_name,
+        route_name: log.route_name,
     };
     for (file, format) in formats {
         sink.log(*file, format, &ctx);
@@ -497,7 +498,7 @@ fn write_access_log(
 pub async fn local_reply(
     c: &mut Downstream,
     req: &Request,
-    log: &mut RequestLog,
+    log: &mut RequestLog<'_>,
     status: u16,
     body: &[u8],
     hcm: &HttpConnectionManager,
