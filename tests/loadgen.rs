@@ -11,22 +11,11 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use support::fleet::{http, loadgen};
+use support::fleet::{http, loadgen, FleetProc};
 use support::{free_port, TempDir};
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// (method, path, body) of each request the fake admin received.
 type AdminLog = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -75,30 +64,6 @@ fn fake_admin() -> (u16, AdminLog) {
     (port, log)
 }
 
-fn start_fleet(ports: &[u16], control: u16) -> Proc {
-    let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-    let child = Command::new(loadgen())
-        .args([
-            "upstream",
-            "--ports",
-            &list.join(","),
-            "--response-bytes",
-            "64",
-        ])
-        .args(["--control-port", &control.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the fleet");
-    let fleet = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while http(control, "GET", "/status").is_err() {
-        assert!(Instant::now() < deadline, "fleet control never came up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    fleet
-}
-
 fn text(o: &Output) -> String {
     format!(
         "status {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -114,7 +79,7 @@ fn graceful_churn_posts_membership_changes_and_reports_them() {
     // Four churned endpoints and a fifth, never churned, that the load targets directly.
     let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
     let control = free_port();
-    let _fleet = start_fleet(&ports, control);
+    let _fleet = FleetProc::start(&ports, control);
     let (admin, log) = fake_admin();
     let churned: Vec<String> = ports[..4].iter().map(u16::to_string).collect();
     let (json, svg) = (dir.join("run.json"), dir.join("run.svg"));
