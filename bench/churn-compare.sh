@@ -48,41 +48,9 @@ die() {
     exit 1
 }
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ $KEEP_DIR == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 trap cleanup EXIT
-
-# Stop one process we started, wait for it and for the proxy port to be free again (nginx
-# workers outlive their master briefly).
-stop() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
-        ss -Hltn "sport = :$PROXY_PORT" | grep -q . || break
-        sleep 0.1
-    done
-    for i in "${!PIDS[@]}"; do
-        [[ ${PIDS[$i]} == "$pid" ]] && unset 'PIDS[i]'
-    done
-    PIDS=("${PIDS[@]}")
-    return 0
-}
-
-# Wait until http://127.0.0.1:$1/ answers 200 while process $2 lives (max ~5 s).
-wait_http() {
-    local port=$1 pid=$2 i
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        [[ $(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$port/" || true) == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 need_tools() {
     local tool

@@ -38,45 +38,9 @@ PIDS=()
 
 log() { printf '[proxy-compare] %s\n' "$*" >&2; }
 
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
-    if [[ $KEEP_DIR == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
+# shellcheck source=bench/lib.sh
+source "$(dirname "$0")/lib.sh"
 trap cleanup EXIT
-
-# Stop one process we started and forget it.
-stop() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    # nginx workers exit after their master: wait until the port is free for the next proxy.
-    for i in $(seq 1 50); do
-        ss -Hltn "sport = :$PROXY_PORT" | grep -q . || break
-        sleep 0.1
-    done
-    for i in "${!PIDS[@]}"; do
-        [[ ${PIDS[$i]} == "$pid" ]] && unset 'PIDS[i]'
-    done
-    PIDS=("${PIDS[@]}")
-    return 0
-}
-
-# Wait until http://127.0.0.1:$1/ answers 200 while process $2 lives (max ~5 s).
-wait_http() {
-    local port=$1 pid=$2 i
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        [[ $(curl -s -o /dev/null -m 1 -w '%{http_code}' "http://127.0.0.1:$port/" || true) == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # Sum of utime+stime (clock ticks) of a process and its direct children (nginx workers).
 cpu_ticks() {
