@@ -309,10 +309,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn hc(yaml: &str) -> (Option<Option<HealthCheck>>, Vec<String>) {
+    /// Runs one parser over `yaml`, returning its result and every error as "path: message".
+    fn run<T>(yaml: &str, parse: impl FnOnce(&mut Cx, &Value) -> T) -> (T, Vec<String>) {
         let v: Value = serde_yaml_ng::from_str(yaml).unwrap();
         let mut cx = Cx::default();
-        let r = health_checks(&mut cx, "h", &v);
+        let r = parse(&mut cx, &v);
         let errs = cx
             .errs
             .iter()
@@ -321,16 +322,12 @@ mod tests {
         (r, errs)
     }
 
+    fn hc(yaml: &str) -> (Option<Option<HealthCheck>>, Vec<String>) {
+        run(yaml, |cx, v| health_checks(cx, "h", v))
+    }
+
     fn od(yaml: &str) -> (Option<OutlierDetection>, Vec<String>) {
-        let v: Value = serde_yaml_ng::from_str(yaml).unwrap();
-        let mut cx = Cx::default();
-        let r = outlier_detection(&mut cx, "o", &v);
-        let errs = cx
-            .errs
-            .iter()
-            .map(|e| format!("{}: {}", e.path, e.message))
-            .collect();
-        (r, errs)
+        run(yaml, |cx, v| outlier_detection(cx, "o", v))
     }
 
     #[test]

@@ -22,17 +22,11 @@ pub struct RawResponse {
 impl RawResponse {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        super::header_value(&self.headers, name)
     }
 
     pub fn header_count(&self, name: &str) -> usize {
-        self.headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .count()
+        super::header_count(&self.headers, name)
     }
 
     pub fn body_text(&self) -> String {
