@@ -13,6 +13,7 @@
 //!    the upstream connection returns to the pool only if the exchange ended cleanly.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ClusterId, ForwardAction, HttpConnectionManager, RetryOn, RetryPolicy, Route};
@@ -186,6 +187,7 @@ pub async fn forward(
     let deadline = action.timeout.map(|t| log.start + t);
     let policy = retry;
     let mut reuse_retry_used = false;
+    let mut fresh_to: Option<Arc<Endpoint>> = None;
     let mut sent_body_bytes = false;
     let outcome = loop {
         budget.back_off(w, cluster_id).await;
@@ -197,7 +199,14 @@ pub async fn forward(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut conn = match obtain_connection(w, cluster_id, cluster.connect_timeout).await {
+        let mut conn = match obtain_connection(
+            w,
+            cluster_id,
+            cluster.connect_timeout,
+            fresh_to.take(),
+        )
+        .await
+        {
             Ok(conn) => conn,
             Err(e) => {
                 let retry_on = matches!(e, AttemptError::Connect)
@@ -282,6 +291,7 @@ pub async fn forward(
                 if endpoint_failed {
                     report_outcome(w, cluster_id, &conn.endpoint, false);
                 }
+                let stale_endpoint = stale.then(|| conn.endpoint.clone());
                 w.pool
                     .borrow_mut()
                     .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
@@ -291,6 +301,7 @@ pub async fn forward(
                 if stale && !reuse_retry_used && replayable {
                     // The keep-alive race: the upstream closed an idle connection as we reused it.
                     reuse_retry_used = true;
+                    fresh_to = stale_endpoint;
                     cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
                     continue;
                 }
@@ -547,53 +558,59 @@ fn health_mode(w: &Worker, cluster_id: ClusterId) -> (bool, bool) {
 }
 
 /// Picks an endpoint and returns a pooled connection to it, or a new one.
+/// `fresh_to`: connect anew to this endpoint without load balancing or the pool (the keep-alive
+/// race retry: the endpoint is fine, only its pooled connection was stale).
 async fn obtain_connection(
     w: &Rc<Worker>,
     cluster_id: ClusterId,
     connect_timeout: Duration,
+    fresh_to: Option<Arc<Endpoint>>,
 ) -> Result<UpstreamConn, AttemptError> {
     // Pick by index and look in the pool by address first: the endpoint's `Arc` (shared with
     // other workers) is cloned only when a new connection needs it, so the common path touches
     // no cross-thread reference count.
     let now = Instant::now();
-    let endpoint = {
-        let membership = w.membership.borrow();
-        let members = membership
-            .current
-            .clusters
-            .get(cluster_id)
-            .ok_or(AttemptError::Connect)?;
-        let n = members.endpoints.len();
-        let active = |i: usize| {
-            members.endpoints[i]
-                .stats
-                .counters
-                .slot_value(w.index, EndpointStat::RqActive as usize) as u32
-        };
-        let (checked, panic) = health_mode(w, cluster_id);
-        let usable = |i: usize| {
-            let h = &members.endpoints[i].health;
-            h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
-        };
-        let mut lbs = w.lbs.borrow_mut();
-        let lb = &mut lbs[cluster_id];
-        let picked = if checked && !panic {
-            // Every member unusable while the gauge still says otherwise: fall back to all.
-            lb.pick(n, usable, active)
-                .or_else(|| lb.pick(n, |_| true, active))
-        } else {
-            lb.pick(n, |_| true, active)
-        };
-        drop(lbs);
-        let idx = picked.ok_or(AttemptError::Connect)?;
-        let addr = members.endpoints[idx].addr;
-        if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
-            if let Some(cs) = w.stats().clusters.get(cluster_id) {
-                cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
+    let endpoint = match fresh_to.filter(|e| e.is_member()) {
+        Some(endpoint) => endpoint,
+        None => {
+            let membership = w.membership.borrow();
+            let members = membership
+                .current
+                .clusters
+                .get(cluster_id)
+                .ok_or(AttemptError::Connect)?;
+            let n = members.endpoints.len();
+            let active = |i: usize| {
+                members.endpoints[i]
+                    .stats
+                    .counters
+                    .slot_value(w.index, EndpointStat::RqActive as usize) as u32
+            };
+            let (checked, panic) = health_mode(w, cluster_id);
+            let usable = |i: usize| {
+                let h = &members.endpoints[i].health;
+                h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
+            };
+            let mut lbs = w.lbs.borrow_mut();
+            let lb = &mut lbs[cluster_id];
+            let picked = if checked && !panic {
+                // Every member unusable while the gauge still says otherwise: fall back to all.
+                lb.pick(n, usable, active)
+                    .or_else(|| lb.pick(n, |_| true, active))
+            } else {
+                lb.pick(n, |_| true, active)
+            };
+            drop(lbs);
+            let idx = picked.ok_or(AttemptError::Connect)?;
+            let addr = members.endpoints[idx].addr;
+            if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
+                if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                    cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
+                }
+                return Ok(conn);
             }
-            return Ok(conn);
+            members.endpoints[idx].clone()
         }
-        members.endpoints[idx].clone()
     };
     let max_cx = w
         .shared
