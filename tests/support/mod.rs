@@ -32,11 +32,23 @@ pub use upstream::{RecordedRequest, TestUpstream};
 /// A port that was free a moment ago. Binding 127.0.0.1:0 and dropping the listener lets the kernel
 /// choose; the small race with another process grabbing it is accepted (ephemeral ports are picked
 /// from a large range, so two tests receiving the same one is very unlikely).
+///
+/// The kernel may hand the same ephemeral port to two consecutive probes (the first is released
+/// at once), so ports already given out by this test binary are never given out again.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
-    l.local_addr()
-        .expect("local_addr of a bound listener")
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0 to find a free port");
+        let port = l
+            .local_addr()
+            .expect("local_addr of a bound listener")
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Runs curl with `-sS --max-time 30` plus `args`. Panics with a clear message when curl is
@@ -168,4 +180,20 @@ impl Drop for TempDir {
             let _ = std::fs::remove_dir_all(&self.path);
         }
     }
+}
+
+/// First value of header `name` (case-insensitive) in a parsed header list.
+pub fn header_value<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// How many times header `name` (case-insensitive) occurs in a parsed header list.
+pub fn header_count(headers: &[(String, String)], name: &str) -> usize {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .count()
 }
