@@ -197,6 +197,7 @@ pub(crate) mod test_support {
             generate_request_id: true,
             server_name: "ringway".into(),
             upgrade_types: Vec::new(),
+            http2: Http2Options::default(),
         };
         let endpoint = |port: u16| EndpointSpec {
             host: "127.0.0.1".into(),
@@ -211,6 +212,7 @@ pub(crate) mod test_support {
                 backlog: 128,
                 per_connection_buffer_limit_bytes: 1 << 20,
                 hcm,
+                tls: None,
             }],
             clusters: vec![Cluster {
                 name: "service1".into(),
@@ -228,6 +230,8 @@ pub(crate) mod test_support {
                 eds_service_name: None,
                 health_checks: None,
                 outlier: None,
+                protocol: UpstreamProtocol::Http1,
+                tls: None,
             }],
         }
     }

@@ -359,6 +359,8 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
             eds_path,
             health_checks: health_checks?,
             outlier: outlier?,
+            protocol: UpstreamProtocol::Http1,
+            tls: None,
         })
     })();
     (built, name)

@@ -419,6 +419,7 @@ fn listener(cx: &mut Cx, path: &str, v: &Value, clusters: &[String]) -> Option<L
         backlog: backlog?,
         per_connection_buffer_limit_bytes: buffer?,
         hcm: hcm?,
+        tls: None,
     })
 }
 
@@ -608,6 +609,7 @@ fn http_connection_manager(
         generate_request_id: generate_request_id?,
         server_name: server_name?,
         upgrade_types,
+        http2: Http2Options::default(),
     })
 }
 

@@ -42,6 +42,133 @@ pub struct Listener {
     /// `per_connection_buffer_limit_bytes` (Envoy default 1 MiB): bounds what one connection buffers.
     pub per_connection_buffer_limit_bytes: u32,
     pub hcm: HttpConnectionManager,
+    /// TLS termination from the filter chains' `transport_socket`s; `None` for a plain listener.
+    /// Several filter chains are allowed only when they differ in `filter_chain_match.server_names`
+    /// and TLS context alone (their connection managers must be identical).
+    pub tls: Option<DownstreamTls>,
+}
+
+/// `envoy.transport_sockets.tls` on a listener: one entry per filter chain, chosen by SNI.
+#[derive(Debug, Clone)]
+pub struct DownstreamTls {
+    pub chains: Vec<TlsFilterChain>,
+    /// `transport_socket_connect_timeout` of the filter chains (the longest wins): the whole
+    /// handshake must finish within it. Ringway's default is 10 s (Envoy has none, which lets
+    /// idle half-handshakes pile up).
+    pub handshake_timeout: Duration,
+}
+
+/// One filter chain's TLS: which server names select it and what it presents.
+#[derive(Debug, Clone)]
+pub struct TlsFilterChain {
+    /// `filter_chain_match.server_names`, lowercased: exact names or `*.suffix` wildcards. Empty
+    /// means "any name", the chain used when no other matches (or when the client sends no SNI).
+    pub server_names: Vec<String>,
+    pub context: DownstreamTlsContext,
+}
+
+/// `DownstreamTlsContext`.
+#[derive(Debug, Clone)]
+pub struct DownstreamTlsContext {
+    /// `common_tls_context.tls_certificates` (at least one).
+    pub certificates: Vec<TlsCertificate>,
+    /// `common_tls_context.alpn_protocols`; when unset Ringway offers what the codec speaks
+    /// (`h2,http/1.1` for AUTO, `h2` for HTTP2, `http/1.1` for HTTP1).
+    pub alpn_protocols: Vec<String>,
+    /// `common_tls_context.tls_params`.
+    pub versions: TlsVersions,
+    /// `disable_stateless_session_resumption` (Envoy default false): no session tickets when true.
+    pub disable_stateless_session_resumption: bool,
+    /// `disable_stateful_session_resumption` (Envoy default false): no session-id cache when true.
+    pub disable_stateful_session_resumption: bool,
+}
+
+/// A certificate chain and its key, each from a file (re-read when it changes) or inline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsCertificate {
+    pub certificate_chain: DataSource,
+    pub private_key: DataSource,
+}
+
+/// Envoy's `config.core.v3.DataSource`: `filename` or `inline_string` (`inline_bytes` as base64
+/// is decoded to the same thing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    File(PathBuf),
+    Inline(Vec<u8>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+/// `tls_params.tls_minimum_protocol_version` / `tls_maximum_protocol_version`. rustls speaks only
+/// TLS 1.2 and 1.3, so `TLSv1_0`/`TLSv1_1` as a minimum is refused with the field path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsVersions {
+    pub min: TlsVersion,
+    pub max: TlsVersion,
+}
+
+impl Default for TlsVersions {
+    /// Envoy's defaults for both directions: TLS 1.2 to TLS 1.3.
+    fn default() -> Self {
+        TlsVersions {
+            min: TlsVersion::Tls12,
+            max: TlsVersion::Tls13,
+        }
+    }
+}
+
+/// `UpstreamTlsContext` on a cluster's `transport_socket`.
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// `sni`; when unset the endpoint's host name is sent if it is a name (not for IP literals).
+    pub sni: Option<String>,
+    /// `common_tls_context.validation_context.trusted_ca`; when unset the system's trust store
+    /// (`/etc/ssl/certs/ca-certificates.crt`) is used. Verification is always on unless
+    /// `validation_context.trust_chain_verification: ACCEPT_UNTRUSTED` turns it off.
+    pub trusted_ca: Option<DataSource>,
+    /// False only with `trust_chain_verification: ACCEPT_UNTRUSTED`.
+    pub verify: bool,
+    /// `common_tls_context.alpn_protocols`; when unset: `h2` for HTTP/2 clusters, `http/1.1` else.
+    pub alpn_protocols: Vec<String>,
+    pub versions: TlsVersions,
+    /// `common_tls_context.tls_certificates[0]`: a client certificate for mutual TLS.
+    pub client_certificate: Option<TlsCertificate>,
+}
+
+/// `http2_protocol_options` (downstream on the HCM, upstream on the cluster), with the edge-safe
+/// defaults Envoy's edge best-practice guide recommends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Options {
+    /// `max_concurrent_streams` (edge default 100).
+    pub max_concurrent_streams: u32,
+    /// `initial_stream_window_size` (edge default 64 KiB).
+    pub initial_stream_window_size: u32,
+    /// `initial_connection_window_size` (edge default 1 MiB).
+    pub initial_connection_window_size: u32,
+}
+
+impl Default for Http2Options {
+    fn default() -> Self {
+        Http2Options {
+            max_concurrent_streams: 100,
+            initial_stream_window_size: 64 * 1024,
+            initial_connection_window_size: 1024 * 1024,
+        }
+    }
+}
+
+/// What a cluster speaks to its endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    /// `typed_extension_protocol_options` (`explicit_http_config.http2_protocol_options`) or the
+    /// cluster's older `http2_protocol_options`.
+    Http2(Http2Options),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +202,8 @@ pub struct HttpConnectionManager {
     pub server_name: String,
     /// `upgrade_configs[].upgrade_type` accepted on this connection manager (e.g. "websocket").
     pub upgrade_types: Vec<String>,
+    /// `http2_protocol_options` for downstream HTTP/2 connections.
+    pub http2: Http2Options,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +446,10 @@ pub struct Cluster {
     pub health_checks: Option<HealthCheck>,
     /// `outlier_detection` (consecutive-5xx ejection).
     pub outlier: Option<OutlierDetection>,
+    /// HTTP/1.1 unless the cluster's protocol options ask for HTTP/2.
+    pub protocol: UpstreamProtocol,
+    /// `transport_socket` `envoy.transport_sockets.tls`: TLS to the endpoints.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// An active HTTP health check (`health_checks[0]` with `http_health_check`).

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use monoio::net::TcpStream;
+use crate::transport::Transport;
 
 use crate::access_log::LogContext;
 use crate::config::{HttpConnectionManager, RouteAction};
@@ -30,7 +30,7 @@ use crate::stats::HttpStat;
 
 /// The downstream connection and its reusable buffers.
 pub struct Downstream {
-    pub stream: TcpStream,
+    pub stream: Transport,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     /// Unconsumed bytes from the client, starting at index 0.
@@ -112,14 +112,20 @@ impl Request {
 }
 
 /// Serves one accepted connection until it closes.
-pub async fn serve(w: &Rc<Worker>, listener: usize, stream: TcpStream, peer: SocketAddr) {
-    let local = stream.local_addr().unwrap_or(peer);
+pub async fn serve(
+    w: &Rc<Worker>,
+    listener: usize,
+    stream: Transport,
+    peer: SocketAddr,
+    local: SocketAddr,
+    initial: Vec<u8>,
+) {
     let tuning = w.shared.tuning;
     let mut c = Downstream {
         stream,
         peer,
         local,
-        rbuf: Vec::with_capacity(tuning.read_buffer_bytes),
+        rbuf: initial,
         head: Vec::with_capacity(1024),
         headers: Vec::with_capacity(32),
         out: Vec::with_capacity(4096),

@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+
+use crate::transport::Transport;
 
 /// Why a timed operation did not complete.
 #[derive(Debug)]
@@ -22,7 +23,7 @@ pub enum IoFail {
 
 /// Appends at most `max` bytes read from `stream` to `buf`. Returns the count read (0 = EOF).
 pub async fn read_append(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     mut buf: Vec<u8>,
     max: usize,
 ) -> (io::Result<usize>, Vec<u8>) {
@@ -38,7 +39,7 @@ pub async fn read_append(
 
 /// `read_append` with an optional deadline. EOF is reported as `IoFail::Eof`.
 pub async fn read_append_until(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: Vec<u8>,
     max: usize,
     deadline: Option<Instant>,
@@ -67,7 +68,7 @@ pub async fn read_append_until(
 
 /// Writes all of `buf[..len]`.
 pub async fn write_all(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: Vec<u8>,
     len: usize,
 ) -> (io::Result<()>, Vec<u8>) {
@@ -81,7 +82,7 @@ pub async fn write_all(
 
 /// `write_all` of the whole buffer with an optional deadline.
 pub async fn write_all_until(
-    stream: &mut TcpStream,
+    stream: &mut Transport,
     buf: Vec<u8>,
     deadline: Option<Instant>,
 ) -> (Result<(), IoFail>, Vec<u8>) {

@@ -1,5 +1,6 @@
 //! The proxy proper: per-connection HTTP handling, routing, header rewrites, retries.
 
+pub mod connection;
 pub mod domains;
 pub mod flags;
 pub mod forward;

@@ -219,12 +219,11 @@ async fn accept_loop(
                 }
                 if let Some(hs) = stats.http.get(listener_index) {
                     hs.inc(worker.index, HttpStat::DownstreamCxTotal);
-                    hs.inc(worker.index, HttpStat::DownstreamCxHttp1Total);
                     hs.inc(worker.index, HttpStat::DownstreamCxActive);
                 }
                 let w = worker.clone();
                 monoio::spawn(async move {
-                    super::http1_conn::serve(&w, listener_index, stream, peer).await;
+                    super::connection::serve(&w, listener_index, stream, peer).await;
                     let stats = w.stats();
                     if let Some(ls) = stats.listeners.get(listener_index) {
                         ls.dec(w.index, ListenerStat::DownstreamCxActive);

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use crate::transport::Transport;
+
 use crate::config::ClusterId;
 use crate::stats::{ClusterStat, EndpointStat, Stats};
 use crate::upstream::membership::Endpoint;
@@ -38,7 +40,7 @@ impl Drop for CxGuard {
 
 /// An upstream connection owned by one exchange at a time.
 pub struct UpstreamConn {
-    pub stream: TcpStream,
+    pub stream: Transport,
     pub endpoint: Arc<Endpoint>,
     pub cluster: ClusterId,
     /// True when taken from the pool (it served requests before).
@@ -216,7 +218,7 @@ pub async fn connect(
     endpoint.stats.inc(worker, EndpointStat::CxTotal);
     endpoint.stats.inc(worker, EndpointStat::CxActive);
     Ok(UpstreamConn {
-        stream,
+        stream: Transport::Plain(stream),
         endpoint: endpoint.clone(),
         cluster,
         reused: false,

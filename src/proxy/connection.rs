@@ -1,0 +1,98 @@
+//! One accepted downstream connection, from the TCP accept to its codec.
+//!
+//! The phases: TLS handshake when the listener terminates TLS (SNI picks the certificate, ALPN
+//! picks the protocol), then codec selection: ALPN `h2`, `codec_type: HTTP2`, or, for
+//! `codec_type: AUTO` on a plain listener, the HTTP/2 connection preface seen in the first bytes
+//! (h2c with prior knowledge). Everything else is HTTP/1.1. The bytes read while looking for the
+//! preface are handed to the chosen codec, so nothing the client sent is lost.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use monoio::net::TcpStream;
+
+use crate::config::CodecType;
+use crate::proxy::io::{read_append_until, IoFail};
+use crate::proxy::worker::Worker;
+use crate::stats::HttpStat;
+use crate::transport::Transport;
+
+/// The client connection preface of RFC 9113 §3.4.
+pub const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    Http1,
+    Http2,
+}
+
+/// Serves one accepted connection until it closes.
+pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: SocketAddr) {
+    let local = tcp.local_addr().unwrap_or(peer);
+    let Some(listener_cfg) = w.shared.config.listeners.get(listener) else {
+        return;
+    };
+    let hcm = &listener_cfg.hcm;
+    let mut stream = Transport::Plain(tcp);
+    let mut initial = Vec::with_capacity(w.shared.tuning.read_buffer_bytes);
+    let codec = match (hcm.codec_type, stream.alpn().as_deref()) {
+        (CodecType::Http1, _) => Codec::Http1,
+        (CodecType::Http2, _) => Codec::Http2,
+        (CodecType::Auto, Some(b"h2")) => Codec::Http2,
+        (CodecType::Auto, Some(_)) => Codec::Http1,
+        (CodecType::Auto, None) => {
+            let idle =
+                (!hcm.idle_timeout.is_zero()).then(|| std::time::Instant::now() + hcm.idle_timeout);
+            match sniff_preface(w, listener, &mut stream, &mut initial, idle).await {
+                Some(codec) => codec,
+                None => return,
+            }
+        }
+    };
+    if let Some(hs) = w.stats().http.get(listener) {
+        let stat = match codec {
+            Codec::Http1 => HttpStat::DownstreamCxHttp1Total,
+            Codec::Http2 => HttpStat::DownstreamCxHttp2Total,
+        };
+        hs.inc(w.index, stat);
+    }
+    match codec {
+        Codec::Http1 => {
+            super::http1_conn::serve(w, listener, stream, peer, local, initial).await;
+        }
+        Codec::Http2 => {
+            crate::http2::server::serve(w, listener, stream, peer, local, initial).await;
+        }
+    }
+}
+
+/// Reads until the first bytes either are the HTTP/2 preface or cannot become it. `None` when
+/// the client closed or went idle before sending anything decisive.
+async fn sniff_preface(
+    w: &Rc<Worker>,
+    listener: usize,
+    stream: &mut Transport,
+    buf: &mut Vec<u8>,
+    idle: Option<std::time::Instant>,
+) -> Option<Codec> {
+    loop {
+        let n = buf.len().min(H2_PREFACE.len());
+        if buf[..n] != H2_PREFACE[..n] {
+            return Some(Codec::Http1);
+        }
+        if n == H2_PREFACE.len() {
+            return Some(Codec::Http2);
+        }
+        let room = w.shared.tuning.read_buffer_bytes;
+        let (res, b) = read_append_until(stream, std::mem::take(buf), room, idle).await;
+        *buf = b;
+        match res {
+            Ok(n) => {
+                if let Some(hs) = w.stats().http.get(listener) {
+                    hs.add(w.index, HttpStat::DownstreamCxRxBytesTotal, n as u64);
+                }
+            }
+            Err(IoFail::Eof) | Err(IoFail::TimedOut) | Err(IoFail::Io(_)) => return None,
+        }
+    }
+}
