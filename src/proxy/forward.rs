@@ -36,7 +36,7 @@ use crate::upstream::outlier::{self, Verdict};
 use crate::upstream::pool::{ConnectError, UpstreamConn};
 
 /// How the request body travels.
-enum BodyPlan {
+pub(crate) enum BodyPlan {
     /// No body.
     Empty,
     /// Whole body in memory: `Length` bodies at the front of `rbuf`, chunked ones re-encoded in
@@ -50,7 +50,7 @@ enum BodyPlan {
 }
 
 /// Why an attempt failed before a usable response head.
-enum AttemptError {
+pub(crate) enum AttemptError {
     /// Connection refused or connect timeout.
     Connect,
     /// Too many connections for this worker's share of `max_connections`.
@@ -127,11 +127,7 @@ pub async fn forward(
         return;
     }
     local.active_requests.set(local.active_requests.get() + 1);
-    let mut budget = RetryBudget {
-        left: retry.map_or(0, |p| p.num_retries),
-        taken: 0,
-        held: 0,
-    };
+    let mut budget = RetryBudget::new(retry);
     cs.inc(w.index, ClusterStat::UpstreamRqActive);
 
     // 2. body plan (100-continue first: the client waits for it before sending the body)
@@ -164,6 +160,25 @@ pub async fn forward(
             return;
         }
     };
+
+    if let crate::config::UpstreamProtocol::Http2(_) = cluster.protocol {
+        crate::proxy::h1_to_h2::forward(
+            w,
+            c,
+            hcm,
+            req,
+            route,
+            action,
+            retry,
+            mutations,
+            log,
+            plan,
+            &mut budget,
+        )
+        .await;
+        finish_cluster_request(w, cluster_id, budget.held);
+        return;
+    }
 
     // The path and request id are the same for every attempt.
     c.scratch.clear();
@@ -403,7 +418,7 @@ pub async fn forward(
     finish_cluster_request(w, cluster_id, budget.held);
 }
 
-fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {
+pub(crate) fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {
     let local = &w.clusters[cluster];
     local
         .active_retries
@@ -416,7 +431,7 @@ fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {
     }
 }
 
-fn can_retry(policy: Option<&RetryPolicy>, on: RetryOn) -> bool {
+pub(crate) fn can_retry(policy: Option<&RetryPolicy>, on: RetryOn) -> bool {
     policy.is_some_and(|p| p.retry_on.contains(on))
 }
 
@@ -427,19 +442,27 @@ const RETRY_BACKOFF_MAX_MS: u64 = 250;
 /// One request's retries. As in Envoy, a retry counts against the cluster's `max_retries`
 /// circuit breaker (this worker's share) while it waits out its back-off, and is released when
 /// the retried attempt starts.
-struct RetryBudget {
+pub(crate) struct RetryBudget {
     /// Retries the route still allows.
-    left: u32,
+    pub(crate) left: u32,
     /// Retries taken so far (for `upstream_rq_retry_success`).
-    taken: u32,
+    pub(crate) taken: u32,
     /// Retries holding the circuit breaker now (0 or 1; released by `back_off`).
-    held: u32,
+    pub(crate) held: u32,
 }
 
 impl RetryBudget {
+    pub(crate) fn new(policy: Option<&RetryPolicy>) -> RetryBudget {
+        RetryBudget {
+            left: policy.map_or(0, |p| p.num_retries),
+            taken: 0,
+            held: 0,
+        }
+    }
+
     /// Takes a retry if the route allows another and this worker's share of `max_retries`
     /// outstanding retries is not used up.
-    fn take(&mut self, w: &Worker, cluster: ClusterId, max_retries: u32) -> bool {
+    pub(crate) fn take(&mut self, w: &Worker, cluster: ClusterId, max_retries: u32) -> bool {
         if self.left == 0 {
             return false;
         }
@@ -462,7 +485,7 @@ impl RetryBudget {
     }
 
     /// Before a retried attempt: waits the jittered back-off, then releases the retry's hold.
-    async fn back_off(&mut self, w: &Worker, cluster: ClusterId) {
+    pub(crate) async fn back_off(&mut self, w: &Worker, cluster: ClusterId) {
         if self.held == 0 {
             return;
         }
@@ -483,7 +506,7 @@ impl RetryBudget {
 /// Feeds one exchange's outcome with `endpoint` to this worker's outlier detection (a no-op for
 /// clusters without `outlier_detection`). Success costs one load of the worker's own slot; a
 /// failure looks the endpoint up in the current members to apply `max_ejection_percent`.
-fn report_outcome(w: &Worker, cluster_id: ClusterId, endpoint: &Endpoint, ok: bool) {
+pub(crate) fn report_outcome(w: &Worker, cluster_id: ClusterId, endpoint: &Endpoint, ok: bool) {
     let Some(od) = w
         .shared
         .config
@@ -557,10 +580,51 @@ fn health_mode(w: &Worker, cluster_id: ClusterId) -> (bool, bool) {
     (true, panic)
 }
 
+/// Load-balances over `endpoints` (the cluster's members): failed and ejected members are
+/// skipped unless the cluster is in panic mode.
+fn pick_index(w: &Worker, cluster_id: ClusterId, endpoints: &[Arc<Endpoint>]) -> Option<usize> {
+    let n = endpoints.len();
+    let active = |i: usize| {
+        endpoints[i]
+            .stats
+            .counters
+            .slot_value(w.index, EndpointStat::RqActive as usize) as u32
+    };
+    let (checked, panic) = health_mode(w, cluster_id);
+    let usable = |i: usize| {
+        let h = &endpoints[i].health;
+        h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
+    };
+    let mut lbs = w.lbs.borrow_mut();
+    let lb = lbs.get_mut(cluster_id)?;
+    if checked && !panic {
+        // Every member unusable while the gauge still says otherwise: fall back to all.
+        lb.pick(n, usable, active)
+            .or_else(|| lb.pick(n, |_| true, active))
+    } else {
+        lb.pick(n, |_| true, active)
+    }
+}
+
+/// Picks an endpoint of `cluster_id` (`fresh_to` when it is still a member).
+pub(crate) fn pick_endpoint(
+    w: &Worker,
+    cluster_id: ClusterId,
+    fresh_to: Option<Arc<Endpoint>>,
+) -> Option<Arc<Endpoint>> {
+    if let Some(e) = fresh_to.filter(|e| e.is_member()) {
+        return Some(e);
+    }
+    let membership = w.membership.borrow();
+    let members = membership.current.clusters.get(cluster_id)?;
+    let idx = pick_index(w, cluster_id, &members.endpoints)?;
+    members.endpoints.get(idx).cloned()
+}
+
 /// Picks an endpoint and returns a pooled connection to it, or a new one.
 /// `fresh_to`: connect anew to this endpoint without load balancing or the pool (the keep-alive
 /// race retry: the endpoint is fine, only its pooled connection was stale).
-async fn obtain_connection(
+pub(crate) async fn obtain_connection(
     w: &Rc<Worker>,
     cluster_id: ClusterId,
     connect_timeout: Duration,
@@ -579,29 +643,7 @@ async fn obtain_connection(
                 .clusters
                 .get(cluster_id)
                 .ok_or(AttemptError::Connect)?;
-            let n = members.endpoints.len();
-            let active = |i: usize| {
-                members.endpoints[i]
-                    .stats
-                    .counters
-                    .slot_value(w.index, EndpointStat::RqActive as usize) as u32
-            };
-            let (checked, panic) = health_mode(w, cluster_id);
-            let usable = |i: usize| {
-                let h = &members.endpoints[i].health;
-                h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
-            };
-            let mut lbs = w.lbs.borrow_mut();
-            let lb = &mut lbs[cluster_id];
-            let picked = if checked && !panic {
-                // Every member unusable while the gauge still says otherwise: fall back to all.
-                lb.pick(n, usable, active)
-                    .or_else(|| lb.pick(n, |_| true, active))
-            } else {
-                lb.pick(n, |_| true, active)
-            };
-            drop(lbs);
-            let idx = picked.ok_or(AttemptError::Connect)?;
+            let idx = pick_index(w, cluster_id, &members.endpoints).ok_or(AttemptError::Connect)?;
             let addr = members.endpoints[idx].addr;
             if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
                 if let Some(cs) = w.stats().clusters.get(cluster_id) {
@@ -635,6 +677,9 @@ async fn obtain_connection(
         AttemptError::Connect
     })?;
     w.pool.borrow_mut().opened(cluster_id);
+    if let Some(cs) = w.stats().clusters.get(cluster_id) {
+        cs.inc(w.index, ClusterStat::UpstreamCxHttp1Total);
+    }
     Ok(conn)
 }
 
@@ -695,7 +740,7 @@ async fn plan_body(
 }
 
 /// When a body read must have made progress: the connection manager's `stream_idle_timeout`.
-fn body_deadline(c: &Downstream) -> Option<Instant> {
+pub(crate) fn body_deadline(c: &Downstream) -> Option<Instant> {
     (!c.stream_idle_timeout.is_zero()).then(|| Instant::now() + c.stream_idle_timeout)
 }
 

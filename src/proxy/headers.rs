@@ -17,11 +17,11 @@ pub struct Mutations<'a> {
 }
 
 impl<'a> Mutations<'a> {
-    fn iter(&self) -> impl Iterator<Item = &'a HeaderMutations> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &'a HeaderMutations> + '_ {
         self.levels.iter().flatten().copied()
     }
 
-    fn removes_request(&self, name: &[u8]) -> bool {
+    pub(crate) fn removes_request(&self, name: &[u8]) -> bool {
         self.iter().any(|m| {
             m.request_remove
                 .iter()
@@ -30,7 +30,7 @@ impl<'a> Mutations<'a> {
         })
     }
 
-    fn removes_response(&self, name: &[u8]) -> bool {
+    pub(crate) fn removes_response(&self, name: &[u8]) -> bool {
         self.iter().any(|m| {
             m.response_remove
                 .iter()

@@ -77,9 +77,9 @@ pub struct RequestLog<'r> {
 
 /// The request as the upstream saw it, for the access log: the client's head plus what the
 /// proxy added (a generated x-request-id), as Envoy's %REQ(X)% shows mutated request headers.
-struct LoggedRequest<'a> {
-    view: HeadView<'a>,
-    generated_request_id: &'a [u8],
+pub struct LoggedRequest<'a> {
+    pub view: &'a dyn HeaderLookup,
+    pub generated_request_id: &'a [u8],
 }
 
 impl HeaderLookup for LoggedRequest<'_> {
@@ -456,8 +456,9 @@ fn write_access_log(
     let Some(sink) = sink.as_mut() else {
         return;
     };
+    let head_view = req.view(&c.head, &c.headers);
     let request_view = LoggedRequest {
-        view: req.view(&c.head, &c.headers),
+        view: &head_view,
         generated_request_id: &log.generated_request_id,
     };
     let response_view = HeadView {

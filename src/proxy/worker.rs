@@ -67,6 +67,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub membership: RefCell<MembershipWatch>,
     pub pool: RefCell<Pool>,
+    /// Multiplexed connections to the endpoints of HTTP/2 clusters.
+    pub h2pool: RefCell<crate::http2::client::H2Pool>,
     pub lbs: RefCell<Vec<LoadBalancer>>,
     pub rng: RefCell<FastRng>,
     pub histograms: RefCell<WorkerHistograms>,
@@ -117,6 +119,7 @@ pub async fn run(spec: WorkerSpec) {
             cfg.clusters.len(),
             spec.shared.tuning.max_idle_per_endpoint,
         )),
+        h2pool: RefCell::new(crate::http2::client::H2Pool::new(cfg.clusters.len())),
         lbs: RefCell::new(
             cfg.clusters
                 .iter()
@@ -165,6 +168,7 @@ pub async fn run(spec: WorkerSpec) {
         }
     }
     worker.pool.borrow_mut().clear();
+    worker.h2pool.borrow_mut().clear();
     worker.histograms.borrow_mut().flush();
     let mut log = worker.access_log.borrow_mut();
     if let Some(log) = log.as_mut() {
@@ -183,12 +187,14 @@ fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut (Instant, u64)) {
     {
         let periodic = now.duration_since(last_sweep.0) >= Duration::from_secs(1);
         *last_sweep = (now, snapshot.generation);
-        worker.pool.borrow_mut().sweep(now, |cluster, addr| {
+        let is_member = |cluster: usize, addr: &std::net::SocketAddr| {
             snapshot
                 .clusters
                 .get(cluster)
                 .is_some_and(|m| m.endpoints.iter().any(|e| e.addr == *addr))
-        });
+        };
+        worker.pool.borrow_mut().sweep(now, is_member);
+        worker.h2pool.borrow_mut().sweep(is_member);
         // Histograms go to the admin thread once a second: each flush copies them.
         if periodic {
             worker.histograms.borrow_mut().flush();

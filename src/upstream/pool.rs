@@ -46,7 +46,7 @@ pub struct UpstreamConn {
     /// True when taken from the pool (it served requests before).
     pub reused: bool,
     pub requests: u32,
-    _guard: CxGuard,
+    pub(crate) _guard: CxGuard,
 }
 
 struct Idle {
@@ -212,7 +212,6 @@ pub async fn connect(
     let _ = stream.set_nodelay(true);
     if let Some(cs) = cs {
         cs.inc(worker, ClusterStat::UpstreamCxTotal);
-        cs.inc(worker, ClusterStat::UpstreamCxHttp1Total);
         cs.inc(worker, ClusterStat::UpstreamCxActive);
     }
     endpoint.stats.inc(worker, EndpointStat::CxTotal);

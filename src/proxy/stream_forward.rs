@@ -1,0 +1,1252 @@
+//! Forwarding a request that arrived on an HTTP/2 stream, to an HTTP/1.1 or HTTP/2 upstream.
+//!
+//! The phases are the HTTP/1.1 path's (`forward.rs`): admission against the circuit breakers,
+//! a body plan (bodies up to the retry buffer are read first so the request can be replayed;
+//! longer ones stream and are not retried), attempts with Envoy's retry rules and back-off, and
+//! the relay. What differs is the shape of the messages: requests and responses are `http`
+//! types, bodies are `h2` streams with flow control, and the HTTP/1.1 upstream case translates
+//! (`:authority` to `host`, connection-specific headers dropped, chunked framing when the length
+//! is unknown).
+//!
+//! Flow control is what keeps memory bounded: data is taken from one side only when the other
+//! side has window for it (`reserve_capacity`/`poll_capacity`), and the receiving side's window
+//! is released only after the bytes were handed on, so a slow reader slows the writer instead of
+//! growing a buffer.
+
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use h2::server::SendResponse;
+use h2::{Reason, RecvStream, SendStream};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
+
+use crate::config::{
+    AppendAction, ClusterId, ForwardAction, HttpConnectionManager, RetryOn, RetryPolicy, Route,
+    UpstreamProtocol,
+};
+use crate::http1::body::ChunkedDecoder;
+use crate::http1::encode::{is_hop_by_hop, write_chunk_size, write_header};
+use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead};
+use crate::http1::HeaderSpan;
+use crate::http2::client::{H2ConnectError, H2Pool, StreamSlot};
+use crate::http2::server::{local_reply, ConnCtx, StreamHead};
+use crate::proxy::flags::ResponseFlags;
+use crate::proxy::forward::{
+    can_retry, finish_cluster_request, obtain_connection, pick_endpoint, report_outcome,
+    AttemptError, RetryBudget,
+};
+use crate::proxy::headers::Mutations;
+use crate::proxy::http1_conn::RequestLog;
+use crate::proxy::io::{read_append_until, write_all_until, IoFail};
+use crate::proxy::worker::Worker;
+use crate::stats::histograms::HistogramId;
+use crate::stats::{ClusterStat, EndpointStat};
+use crate::upstream::membership::Endpoint;
+use crate::upstream::pool::UpstreamConn;
+
+/// The routed request and what the route says to do with it.
+pub struct StreamRequest<'a> {
+    pub ctx: &'a ConnCtx,
+    pub hcm: &'a HttpConnectionManager,
+    pub head: &'a StreamHead<'a>,
+    pub grpc: bool,
+    pub route: &'a Route,
+    pub action: &'a ForwardAction,
+    pub retry: Option<&'a RetryPolicy>,
+    pub mutations: &'a Mutations<'a>,
+}
+
+/// The request body as planned: the buffered prefix (all of it when `rest` is `None`), the
+/// stream it continues on, and trailers once known.
+pub(crate) struct RequestBody<'a> {
+    pub(crate) chunks: Vec<Bytes>,
+    pub(crate) len: u64,
+    pub(crate) rest: Option<BodyRest<'a>>,
+    pub(crate) trailers: Option<HeaderMap>,
+}
+
+/// Where the rest of a body too long to buffer comes from.
+pub(crate) enum BodyRest<'a> {
+    /// The client's HTTP/2 stream.
+    H2(RecvStream),
+    /// An HTTP/1.1 client's connection (see `h1_to_h2`).
+    H1(crate::proxy::h1_to_h2::H1BodyRest<'a>),
+}
+
+impl RequestBody<'_> {
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.rest.is_none() && self.trailers.is_none()
+    }
+}
+
+/// What a successful attempt hands to the relay.
+pub(crate) enum Upstream {
+    H2 {
+        response: Response<RecvStream>,
+        _slot: StreamSlot,
+    },
+    H1 {
+        conn: UpstreamConn,
+        head: ResponseHead,
+        buf: Vec<u8>,
+        headers: Vec<HeaderSpan>,
+    },
+}
+
+impl Upstream {
+    fn status(&self) -> u16 {
+        match self {
+            Upstream::H2 { response, .. } => response.status().as_u16(),
+            Upstream::H1 { head, .. } => head.status,
+        }
+    }
+}
+
+/// Why sending data to a peer stopped.
+#[derive(Debug)]
+pub(crate) enum SendFail {
+    Reset,
+}
+
+/// Serves `req` from its cluster and answers on `respond`.
+pub async fn forward(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    body: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    log: &mut RequestLog<'_>,
+) {
+    let cluster_id = req.action.cluster;
+    log.cluster = Some(cluster_id);
+    let shared = &w.shared;
+    let (Some(cluster), Some(cs)) = (
+        shared.config.clusters.get(cluster_id),
+        shared.stats.clusters.get(cluster_id),
+    ) else {
+        local_reply(respond, req.hcm, req.grpc, 503, b"no cluster", &[], log);
+        return;
+    };
+
+    // 1. admission
+    let local = &w.clusters[cluster_id];
+    if local.active_requests.get() >= w.share(cluster.circuit_breakers.max_requests) {
+        cs.inc(w.index, ClusterStat::UpstreamRqPendingOverflow);
+        log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
+        let text =
+            b"upstream connect error or disconnect/reset before headers. reset reason: overflow";
+        local_reply(respond, req.hcm, req.grpc, 503, text, &[], log);
+        return;
+    }
+    let no_members = w
+        .membership
+        .borrow()
+        .current
+        .clusters
+        .get(cluster_id)
+        .is_none_or(|m| m.endpoints.is_empty());
+    if no_members {
+        cs.inc(w.index, ClusterStat::UpstreamCxNoneHealthy);
+        log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
+        local_reply(
+            respond,
+            req.hcm,
+            req.grpc,
+            503,
+            b"no healthy upstream",
+            &[],
+            log,
+        );
+        return;
+    }
+    local.active_requests.set(local.active_requests.get() + 1);
+    cs.inc(w.index, ClusterStat::UpstreamRqActive);
+    let mut budget = RetryBudget::new(req.retry);
+
+    // 2-4. body plan and attempts, abandoned as soon as the client resets the stream.
+    let outcome = {
+        let attempts = async {
+            let mut body = plan_body(body, w.shared.tuning.retry_buffer_bytes).await?;
+            log.bytes_received = body.len;
+            attempts(w, req, &mut body, &mut budget, log).await
+        };
+        let reset = poll_fn(|cx| respond.poll_reset(cx));
+        monoio::select! {
+            outcome = attempts => Some(outcome),
+            _ = reset => None,
+        }
+    };
+    cs.dec(w.index, ClusterStat::UpstreamRqActive);
+    let Some(outcome) = outcome else {
+        log.flags
+            .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        finish_cluster_request(w, cluster_id, budget.held);
+        return;
+    };
+    match outcome {
+        Ok((upstream, sent_at, deadline)) => {
+            let service_time = sent_at.elapsed();
+            log.upstream_service_time = Some(service_time);
+            w.histograms.borrow_mut().record(
+                HistogramId::UpstreamRqTime(cluster_id),
+                service_time.as_micros() as u64,
+            );
+            match upstream {
+                Upstream::H2 { response, _slot } => {
+                    relay_h2(w, req, response, respond, deadline, log).await;
+                }
+                Upstream::H1 {
+                    conn,
+                    head,
+                    buf,
+                    headers,
+                } => {
+                    relay_h1(w, req, conn, head, buf, headers, respond, deadline, log).await;
+                }
+            }
+        }
+        Err(e) => {
+            let (status, flag, text): (u16, ResponseFlags, &[u8]) = match e {
+                AttemptError::Connect => (
+                    503,
+                    ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+                    b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+                ),
+                AttemptError::Overflow => {
+                    cs.inc(w.index, ClusterStat::UpstreamCxOverflow);
+                    (
+                        503,
+                        ResponseFlags::UPSTREAM_OVERFLOW,
+                        b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
+                    )
+                }
+                AttemptError::Reset { .. } => {
+                    cs.inc(w.index, ClusterStat::UpstreamRqRxReset);
+                    (
+                        502,
+                        ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                        b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+                    )
+                }
+                AttemptError::Timeout => {
+                    cs.inc(w.index, ClusterStat::UpstreamRqTimeout);
+                    (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout")
+                }
+                AttemptError::Protocol => {
+                    cs.inc(w.index, ClusterStat::UpstreamCxProtocolError);
+                    (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
+                }
+                AttemptError::Downstream | AttemptError::BadBody => {
+                    log.flags
+                        .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                    respond.send_reset(Reason::CANCEL);
+                    finish_cluster_request(w, cluster_id, budget.held);
+                    return;
+                }
+            };
+            log.flags.insert(flag);
+            if req.retry.is_some_and(|p| p.num_retries > 0) && budget.left == 0 {
+                log.flags
+                    .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
+            }
+            local_reply(respond, req.hcm, req.grpc, status, text, &[], log);
+        }
+    }
+    finish_cluster_request(w, cluster_id, budget.held);
+}
+
+pub(crate) type Outcome = Result<(Upstream, Instant, Option<Instant>), AttemptError>;
+
+/// Reads the replayable part of the body, then tries endpoints until one answers in a way the
+/// retry policy accepts.
+pub(crate) async fn attempts(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    body: &mut RequestBody<'_>,
+    budget: &mut RetryBudget,
+    log: &mut RequestLog<'_>,
+) -> Outcome {
+    let cluster_id = req.action.cluster;
+    let Some(cluster) = w.shared.config.clusters.get(cluster_id) else {
+        return Err(AttemptError::Connect);
+    };
+
+    // The path and request id are the same for every attempt.
+    let mut path = Vec::with_capacity(req.head.path.len());
+    if !crate::proxy::router::apply_prefix_rewrite(req.route, req.head.path, &mut path) {
+        path.extend_from_slice(req.head.path);
+    }
+    let mut request_id = Vec::new();
+    if req.hcm.generate_request_id && !req.head.parts.headers.contains_key("x-request-id") {
+        w.rng.borrow_mut().write_uuid_v4(&mut request_id);
+        log.generated_request_id.clone_from(&request_id);
+    }
+    let authority = req
+        .action
+        .host_rewrite_literal
+        .as_deref()
+        .map_or(req.head.authority, str::as_bytes);
+    let headers = upstream_headers(req, &request_id);
+
+    let deadline = req.action.timeout.map(|t| log.start + t);
+    let policy = req.retry;
+    let mut reuse_retry_used = false;
+    let mut fresh_to: Option<Arc<Endpoint>> = None;
+    loop {
+        budget.back_off(w, cluster_id).await;
+        let attempt_start = Instant::now();
+        let per_try = policy
+            .and_then(|p| p.per_try_timeout)
+            .map(|t| attempt_start + t);
+        let try_deadline = match (deadline, per_try) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let replayable_before = body.rest.is_none();
+        let result = match cluster.protocol {
+            UpstreamProtocol::Http2(opts) => {
+                let Some(endpoint) = pick_endpoint(w, cluster_id, fresh_to.take()) else {
+                    return Err(AttemptError::Connect);
+                };
+                log.upstream_host = Some(endpoint.addr);
+                attempt_h2(
+                    w,
+                    req,
+                    cluster_id,
+                    &endpoint,
+                    opts,
+                    cluster.connect_timeout,
+                    cluster.tls.is_some(),
+                    authority,
+                    &path,
+                    &headers,
+                    body,
+                    try_deadline,
+                )
+                .await
+                .map(|u| (u, endpoint))
+            }
+            UpstreamProtocol::Http1 => {
+                match obtain_connection(w, cluster_id, cluster.connect_timeout, fresh_to.take())
+                    .await
+                {
+                    Ok(conn) => {
+                        log.upstream_host = Some(conn.endpoint.addr);
+                        attempt_h1(w, req, conn, authority, &path, &headers, body, try_deadline)
+                            .await
+                    }
+                    Err(e) => Err((e, None)),
+                }
+            }
+        };
+        let replayable = replayable_before;
+        match result {
+            Ok((upstream, endpoint)) => {
+                let status = upstream.status();
+                let is_5xx = status >= 500;
+                let gateway = matches!(status, 502..=504);
+                let retry_status = (is_5xx && can_retry(policy, RetryOn::FIVE_XX))
+                    || (gateway && can_retry(policy, RetryOn::GATEWAY_ERROR));
+                if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                    cs.codes.inc(w.index, status);
+                }
+                report_outcome(w, cluster_id, &endpoint, !is_5xx);
+                if retry_status
+                    && replayable
+                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
+                {
+                    endpoint.stats.inc(w.index, EndpointStat::RqError);
+                    endpoint.stats.dec(w.index, EndpointStat::RqActive);
+                    if let Upstream::H1 { conn, .. } = upstream {
+                        w.pool
+                            .borrow_mut()
+                            .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
+                    }
+                    continue;
+                }
+                let stat = if is_5xx {
+                    EndpointStat::RqError
+                } else {
+                    EndpointStat::RqSuccess
+                };
+                endpoint.stats.inc(w.index, stat);
+                if budget.taken > 0 {
+                    if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                        cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
+                    }
+                }
+                return Ok((upstream, attempt_start, deadline));
+            }
+            Err((e, failed)) => {
+                let mut stale = false;
+                if let Some((endpoint, reused)) = &failed {
+                    endpoint.stats.inc(w.index, EndpointStat::RqError);
+                    endpoint.stats.dec(w.index, EndpointStat::RqActive);
+                    stale = *reused
+                        && matches!(
+                            e,
+                            AttemptError::Reset {
+                                before_response: true
+                            }
+                        );
+                    let endpoint_failed = !stale
+                        && matches!(
+                            e,
+                            AttemptError::Reset { .. }
+                                | AttemptError::Timeout
+                                | AttemptError::Protocol
+                        );
+                    if endpoint_failed {
+                        report_outcome(w, cluster_id, endpoint, false);
+                    }
+                }
+                if matches!(e, AttemptError::Downstream | AttemptError::BadBody) {
+                    return Err(e);
+                }
+                if stale && !reuse_retry_used && replayable {
+                    reuse_retry_used = true;
+                    fresh_to = failed.map(|(e, _)| e);
+                    if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                        cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
+                    }
+                    continue;
+                }
+                let now = Instant::now();
+                let global_expired = deadline.is_some_and(|d| d <= now);
+                let per_try_fired = !global_expired && per_try.is_some_and(|p| p <= now);
+                let retry_on = match e {
+                    AttemptError::Connect => can_retry(policy, RetryOn::CONNECT_FAILURE),
+                    AttemptError::Reset { .. } => {
+                        can_retry(policy, RetryOn::RESET)
+                            || can_retry(policy, RetryOn::FIVE_XX)
+                            || can_retry(policy, RetryOn::REFUSED_STREAM)
+                    }
+                    AttemptError::Timeout if per_try_fired => {
+                        can_retry(policy, RetryOn::FIVE_XX)
+                            || can_retry(policy, RetryOn::GATEWAY_ERROR)
+                            || can_retry(policy, RetryOn::RESET)
+                    }
+                    AttemptError::Protocol => can_retry(policy, RetryOn::FIVE_XX),
+                    _ => false,
+                };
+                if matches!(e, AttemptError::Timeout) && per_try_fired {
+                    if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                        cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
+                    }
+                }
+                if retry_on
+                    && !global_expired
+                    && body.rest.is_none()
+                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
+                {
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// An attempt's failure, with the endpoint it failed on and whether that was a reused
+/// connection (for the keep-alive race rule), when an endpoint was reached at all.
+type AttemptFail = (AttemptError, Option<(Arc<Endpoint>, bool)>);
+
+/// Reads up to `limit` body bytes so the request can be replayed; a longer body keeps its
+/// stream for the attempt to continue from.
+async fn plan_body(
+    mut body: RecvStream,
+    limit: usize,
+) -> Result<RequestBody<'static>, AttemptError> {
+    let mut planned = RequestBody {
+        chunks: Vec::new(),
+        len: 0,
+        rest: None,
+        trailers: None,
+    };
+    if body.is_end_stream() {
+        return Ok(planned);
+    }
+    loop {
+        match body.data().await {
+            Some(Ok(data)) => {
+                let n = data.len();
+                let _ = body.flow_control().release_capacity(n);
+                planned.len += n as u64;
+                if n > 0 {
+                    planned.chunks.push(data);
+                }
+                if planned.len as usize > limit {
+                    planned.rest = Some(BodyRest::H2(body));
+                    return Ok(planned);
+                }
+            }
+            Some(Err(_)) => return Err(AttemptError::Downstream),
+            None => break,
+        }
+    }
+    planned.trailers = body
+        .trailers()
+        .await
+        .map_err(|_| AttemptError::Downstream)?;
+    Ok(planned)
+}
+
+/// Connection-specific fields (RFC 9113 §8.2.2) and the ones the proxy sets itself.
+fn dropped_request_header(name: &HeaderName, value: &HeaderValue) -> bool {
+    let n = name.as_str();
+    if n == "te" {
+        return value.as_bytes() != b"trailers";
+    }
+    is_hop_by_hop(n.as_bytes())
+        || matches!(
+            n,
+            "host"
+                | "http2-settings"
+                | "x-forwarded-proto"
+                | "x-forwarded-for"
+                | "x-envoy-original-path"
+                | "expect"
+        )
+}
+
+/// The upstream request's fields (without `host`/`:authority` and framing), as Envoy's router
+/// filter builds them: hop-by-hop fields gone, `x-forwarded-for` appended at the edge,
+/// `x-forwarded-proto`, a generated `x-request-id`, and the route's header mutations.
+pub(crate) fn upstream_headers(req: &StreamRequest<'_>, request_id: &[u8]) -> HeaderMap {
+    let src = &req.head.parts.headers;
+    let mut out = HeaderMap::with_capacity(src.len() + 4);
+    for (name, value) in src {
+        if dropped_request_header(name, value) || req.mutations.removes_request(name.as_ref()) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    let peer = std::str::from_utf8(&req.ctx.peer_ip).unwrap_or("");
+    let prior = src
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let xff = match (prior.is_empty(), req.hcm.use_remote_address) {
+        (false, true) => Some(format!("{prior}, {peer}")),
+        (true, true) => Some(peer.to_string()),
+        (false, false) => Some(prior),
+        (true, false) => None,
+    };
+    if let Some(v) = xff.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        out.insert("x-forwarded-for", v);
+    }
+    let proto = if req.ctx.tls { "https" } else { "http" };
+    out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    if let Ok(v) = HeaderValue::from_bytes(request_id) {
+        if !request_id.is_empty() {
+            out.insert("x-request-id", v);
+        }
+    }
+    for m in req.mutations.iter() {
+        for add in &m.request_add {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(add.name.as_bytes()),
+                HeaderValue::from_str(&add.value),
+            ) else {
+                continue;
+            };
+            if add.action == AppendAction::AddIfAbsent && out.contains_key(&name) {
+                continue;
+            }
+            out.append(name, value);
+        }
+    }
+    out
+}
+
+/// One try on an HTTP/2 endpoint: a stream slot, the request, the body pumped in its own task,
+/// and the response head within the deadline.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_h2(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    cluster_id: ClusterId,
+    endpoint: &Arc<Endpoint>,
+    opts: crate::config::Http2Options,
+    connect_timeout: Duration,
+    tls: bool,
+    authority: &[u8],
+    path: &[u8],
+    headers: &HeaderMap,
+    body: &mut RequestBody<'_>,
+    deadline: Option<Instant>,
+) -> Result<Upstream, AttemptFail> {
+    let fail = |e: AttemptError| (e, Some((endpoint.clone(), false)));
+    let slot = match w.h2pool.borrow_mut().take_slot(cluster_id, &endpoint.addr) {
+        Some(slot) => {
+            if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
+            }
+            Some(slot)
+        }
+        None => None,
+    };
+    let slot = match slot {
+        Some(s) => s,
+        None => {
+            let max_cx = w
+                .shared
+                .config
+                .clusters
+                .get(cluster_id)
+                .map_or(u32::MAX, |c| w.share(c.circuit_breakers.max_connections));
+            if w.h2pool.borrow().open_connections(cluster_id) >= max_cx {
+                return Err((AttemptError::Overflow, None));
+            }
+            let opened = H2Pool::open(
+                &w.h2pool,
+                w.index,
+                &w.shared.stats,
+                cluster_id,
+                endpoint,
+                connect_timeout,
+                opts,
+            )
+            .await;
+            match opened {
+                Ok(slot) => slot,
+                Err(H2ConnectError::Connect(_)) => {
+                    report_outcome(w, cluster_id, endpoint, false);
+                    return Err((AttemptError::Connect, None));
+                }
+                Err(H2ConnectError::Handshake) => {
+                    report_outcome(w, cluster_id, endpoint, false);
+                    return Err((AttemptError::Protocol, None));
+                }
+            }
+        }
+    };
+    if let Some(cs) = w.stats().clusters.get(cluster_id) {
+        cs.inc(w.index, ClusterStat::UpstreamRqTotal);
+    }
+    endpoint.stats.inc(w.index, EndpointStat::RqTotal);
+    endpoint.stats.inc(w.index, EndpointStat::RqActive);
+
+    let uri = Uri::builder()
+        .scheme(if tls { "https" } else { "http" })
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|_| fail(AttemptError::Protocol))?;
+    let mut request = Request::builder()
+        .method(req.head.parts.method.clone())
+        .uri(uri)
+        .body(())
+        .map_err(|_| fail(AttemptError::Protocol))?;
+    *request.headers_mut() = headers.clone();
+
+    let send = slot.send.clone();
+    let mut send = match send.ready().await {
+        Ok(s) => s,
+        Err(_) => {
+            return Err(fail(AttemptError::Reset {
+                before_response: true,
+            }))
+        }
+    };
+    let end = body.is_empty();
+    // A refused or failed stream never reached the application: safe to retry.
+    let (response, mut stream) = send.send_request(request, end).map_err(|_| {
+        fail(AttemptError::Reset {
+            before_response: true,
+        })
+    })?;
+    if !end {
+        let chunks = body.chunks.clone();
+        let trailers = body.trailers.clone();
+        match body.rest.take() {
+            // An HTTP/1.1 client sends its whole body before it reads: pump it here.
+            Some(BodyRest::H1(mut rest)) => {
+                for chunk in chunks {
+                    if send_all(&mut stream, chunk, false).await.is_err() {
+                        return Err(fail(AttemptError::Reset {
+                            before_response: false,
+                        }));
+                    }
+                }
+                rest.pump(&mut stream, w.shared.tuning.body_chunk_bytes)
+                    .await
+                    .map_err(fail)?;
+            }
+            // An HTTP/2 client's body flows alongside the response (gRPC streams both ways).
+            Some(BodyRest::H2(rest)) => {
+                monoio::spawn(pump_request_body(stream, chunks, Some(rest), trailers));
+            }
+            None => {
+                monoio::spawn(pump_request_body(stream, chunks, None, trailers));
+            }
+        }
+    }
+    let response = match deadline {
+        Some(d) => monoio::time::timeout(d.saturating_duration_since(Instant::now()), response)
+            .await
+            .map_err(|_| fail(AttemptError::Timeout))?,
+        None => response.await,
+    };
+    match response {
+        Ok(response) => Ok(Upstream::H2 {
+            response,
+            _slot: slot,
+        }),
+        Err(_) => Err(fail(AttemptError::Reset {
+            before_response: true,
+        })),
+    }
+}
+
+/// Sends the request body upstream: the buffered prefix, the rest as the client sends it
+/// (its window released only once the bytes went on), then trailers or end of stream.
+async fn pump_request_body(
+    mut up: SendStream<Bytes>,
+    chunks: Vec<Bytes>,
+    rest: Option<RecvStream>,
+    trailers: Option<HeaderMap>,
+) {
+    let last = chunks.len();
+    let more = rest.is_some() || trailers.is_some();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        if send_all(&mut up, chunk, i + 1 == last && !more)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let mut trailers = trailers;
+    if let Some(mut down) = rest {
+        loop {
+            match down.data().await {
+                Some(Ok(data)) => {
+                    let n = data.len();
+                    if send_all(&mut up, data, false).await.is_err() {
+                        return;
+                    }
+                    let _ = down.flow_control().release_capacity(n);
+                }
+                Some(Err(_)) => {
+                    up.send_reset(Reason::CANCEL);
+                    return;
+                }
+                None => break,
+            }
+        }
+        match down.trailers().await {
+            Ok(t) => trailers = t,
+            Err(_) => {
+                up.send_reset(Reason::CANCEL);
+                return;
+            }
+        }
+    }
+    match trailers {
+        Some(t) => {
+            let _ = up.send_trailers(t);
+        }
+        None if more || last == 0 => {
+            let _ = up.send_data(Bytes::new(), true);
+        }
+        None => {}
+    }
+}
+
+/// Sends `data` as the peer's flow-control window allows.
+pub(crate) async fn send_all(
+    s: &mut SendStream<Bytes>,
+    mut data: Bytes,
+    end: bool,
+) -> Result<(), SendFail> {
+    if data.is_empty() {
+        if end {
+            s.send_data(data, true).map_err(|_| SendFail::Reset)?;
+        }
+        return Ok(());
+    }
+    while !data.is_empty() {
+        s.reserve_capacity(data.len());
+        let granted = match poll_fn(|cx| s.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            _ => return Err(SendFail::Reset),
+        };
+        if granted == 0 {
+            continue;
+        }
+        let chunk = data.split_to(granted.min(data.len()));
+        s.send_data(chunk, end && data.is_empty())
+            .map_err(|_| SendFail::Reset)?;
+    }
+    Ok(())
+}
+
+/// One try on an HTTP/1.1 connection: the translated head, the body, the response head.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_h1(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    mut conn: UpstreamConn,
+    authority: &[u8],
+    path: &[u8],
+    headers: &HeaderMap,
+    body: &mut RequestBody<'_>,
+    deadline: Option<Instant>,
+) -> Result<(Upstream, Arc<Endpoint>), AttemptFail> {
+    let endpoint = conn.endpoint.clone();
+    let reused = conn.reused;
+    let fail = |e: AttemptError| (e, Some((endpoint.clone(), reused)));
+    if let Some(cs) = w.stats().clusters.get(conn.cluster) {
+        cs.inc(w.index, ClusterStat::UpstreamRqTotal);
+    }
+    endpoint.stats.inc(w.index, EndpointStat::RqTotal);
+    endpoint.stats.inc(w.index, EndpointStat::RqActive);
+    conn.requests += 1;
+
+    let method = req.head.parts.method.as_str().as_bytes();
+    let mut out = Vec::with_capacity(512 + body.len as usize);
+    out.extend_from_slice(method);
+    out.push(b' ');
+    out.extend_from_slice(path);
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    write_header(&mut out, b"host", authority);
+    for (name, value) in headers {
+        if name == http::header::TE {
+            continue;
+        }
+        write_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    let length_known = headers.contains_key(http::header::CONTENT_LENGTH);
+    let chunked = !length_known && !body.is_empty();
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    } else if !length_known && matches!(method, b"POST" | b"PUT" | b"PATCH") {
+        out.extend_from_slice(b"content-length: 0\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    for chunk in &body.chunks {
+        frame_body(&mut out, chunk, chunked);
+    }
+    let sent_all = body.rest.is_none();
+    if sent_all && chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    let (res, _) = write_all_until(&mut conn.stream, out, deadline).await;
+    match res {
+        Ok(()) => {}
+        Err(IoFail::TimedOut) => return Err(fail(AttemptError::Timeout)),
+        Err(_) => {
+            return Err(fail(AttemptError::Reset {
+                before_response: true,
+            }))
+        }
+    }
+    if let Some(rest) = body.rest.take() {
+        let BodyRest::H2(mut down) = rest else {
+            // HTTP/1.1 clients reach HTTP/1.1 clusters through `forward.rs`, never here.
+            return Err(fail(AttemptError::Protocol));
+        };
+        let mut out = Vec::new();
+        loop {
+            match down.data().await {
+                Some(Ok(data)) => {
+                    let n = data.len();
+                    out.clear();
+                    frame_body(&mut out, &data, chunked);
+                    let (res, o) = write_all_until(&mut conn.stream, out, deadline).await;
+                    out = o;
+                    if res.is_err() {
+                        return Err(fail(AttemptError::Reset {
+                            before_response: false,
+                        }));
+                    }
+                    let _ = down.flow_control().release_capacity(n);
+                }
+                Some(Err(_)) => return Err(fail(AttemptError::Downstream)),
+                None => break,
+            }
+        }
+        if chunked {
+            out.clear();
+            out.extend_from_slice(b"0\r\n\r\n");
+            let (res, _) = write_all_until(&mut conn.stream, out, deadline).await;
+            if res.is_err() {
+                return Err(fail(AttemptError::Reset {
+                    before_response: false,
+                }));
+            }
+        }
+    }
+
+    // The response head.
+    let limits = Limits {
+        max_head_bytes: 60 * 1024,
+        max_headers: 100,
+        max_request_line: 8 * 1024,
+    };
+    let request_method = match req.head.parts.method {
+        http::Method::HEAD => Method::Head,
+        _ => Method::Other,
+    };
+    let mut buf = Vec::with_capacity(w.shared.tuning.read_buffer_bytes);
+    let mut spans = Vec::with_capacity(32);
+    loop {
+        match parse_response(&buf, &mut spans, request_method, &limits) {
+            Ok(Some(head)) if (100..200).contains(&head.status) => {
+                // Interim responses are absorbed; 101 is never asked for on this path.
+                if head.status == 101 {
+                    return Err(fail(AttemptError::Protocol));
+                }
+                buf.drain(..head.head_len.min(buf.len()));
+                continue;
+            }
+            Ok(Some(head)) => {
+                return Ok((
+                    Upstream::H1 {
+                        conn,
+                        head,
+                        buf,
+                        headers: spans,
+                    },
+                    endpoint,
+                ))
+            }
+            Ok(None) => {}
+            Err(_) => return Err(fail(AttemptError::Protocol)),
+        }
+        let room = w.shared.tuning.read_buffer_bytes;
+        let (res, b) = read_append_until(&mut conn.stream, buf, room, deadline).await;
+        buf = b;
+        match res {
+            Ok(n) => {
+                if let Some(cs) = w.stats().clusters.get(conn.cluster) {
+                    cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, n as u64);
+                }
+            }
+            Err(IoFail::TimedOut) => return Err(fail(AttemptError::Timeout)),
+            Err(_) => {
+                return Err(fail(AttemptError::Reset {
+                    before_response: buf.is_empty(),
+                }))
+            }
+        }
+    }
+}
+
+fn frame_body(out: &mut Vec<u8>, data: &[u8], chunked: bool) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        write_chunk_size(out, data.len() as u64);
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// Response fields for the client: connection-specific ones gone, `server`,
+/// `x-envoy-upstream-service-time`, the route's response mutations.
+pub(crate) fn finish_response_headers(
+    req: &StreamRequest<'_>,
+    headers: &mut HeaderMap,
+    service_time: Option<Duration>,
+) {
+    let mut drop = Vec::new();
+    for name in headers.keys() {
+        let n = name.as_str().as_bytes();
+        if is_hop_by_hop(n)
+            || n == b"x-envoy-upstream-service-time"
+            || req.mutations.removes_response(n)
+        {
+            drop.push(name.clone());
+        }
+    }
+    for name in drop {
+        headers.remove(name);
+    }
+    if !headers.contains_key(http::header::SERVER) {
+        if let Ok(v) = HeaderValue::from_str(&req.hcm.server_name) {
+            headers.insert(http::header::SERVER, v);
+        }
+    }
+    if let Some(t) = service_time {
+        headers.insert(
+            "x-envoy-upstream-service-time",
+            HeaderValue::from(t.as_millis() as u64),
+        );
+    }
+    for m in req.mutations.iter() {
+        for add in &m.response_add {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(add.name.as_bytes()),
+                HeaderValue::from_str(&add.value),
+            ) else {
+                continue;
+            };
+            if add.action == AppendAction::AddIfAbsent && headers.contains_key(&name) {
+                continue;
+            }
+            headers.append(name, value);
+        }
+    }
+}
+
+/// Keeps the response head for `%RESP(X)%` in the access log, as HTTP/1.1 text.
+pub(crate) fn log_response_head(
+    w: &Worker,
+    log: &mut RequestLog<'_>,
+    status: u16,
+    headers: &HeaderMap,
+) {
+    if w.shared.access_logs.iter().all(|l| l.is_empty()) {
+        return;
+    }
+    let mut head = Vec::with_capacity(256);
+    crate::http1::encode::write_status_line(
+        &mut head,
+        crate::http1::parse::Version::Http11,
+        status,
+    );
+    for (name, value) in headers {
+        write_header(&mut head, name.as_str().as_bytes(), value.as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut spans = Vec::new();
+    let limits = Limits {
+        max_head_bytes: usize::MAX,
+        max_headers: usize::MAX,
+        max_request_line: usize::MAX,
+    };
+    if parse_response(&head, &mut spans, Method::Other, &limits).is_ok() {
+        log.response_head = head;
+        log.response_headers = spans;
+    }
+}
+
+/// Relays an HTTP/2 upstream's response: head, data as the client's window allows, trailers.
+async fn relay_h2(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    response: Response<RecvStream>,
+    respond: &mut SendResponse<Bytes>,
+    deadline: Option<Instant>,
+    log: &mut RequestLog<'_>,
+) {
+    let (mut parts, mut up) = response.into_parts();
+    finish_response_headers(req, &mut parts.headers, log.upstream_service_time);
+    let status = parts.status.as_u16();
+    log.status = status;
+    log_response_head(w, log, status, &parts.headers);
+    let end = up.is_end_stream();
+    let Ok(mut down) = respond.send_response(Response::from_parts(parts, ()), end) else {
+        log.flags
+            .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        return;
+    };
+    if end {
+        return;
+    }
+    let relay = async {
+        loop {
+            match up.data().await {
+                Some(Ok(data)) => {
+                    let n = data.len();
+                    if send_all(&mut down, data, false).await.is_err() {
+                        log.flags
+                            .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                        return;
+                    }
+                    log.bytes_sent += n as u64;
+                    let _ = up.flow_control().release_capacity(n);
+                }
+                Some(Err(_)) => {
+                    log.flags.insert(ResponseFlags::UPSTREAM_REMOTE_RESET);
+                    down.send_reset(Reason::INTERNAL_ERROR);
+                    return;
+                }
+                None => break,
+            }
+        }
+        match up.trailers().await {
+            Ok(Some(t)) => {
+                let _ = down.send_trailers(t);
+            }
+            Ok(None) => {
+                let _ = down.send_data(Bytes::new(), true);
+            }
+            Err(_) => {
+                log.flags.insert(ResponseFlags::UPSTREAM_REMOTE_RESET);
+                down.send_reset(Reason::INTERNAL_ERROR);
+            }
+        }
+    };
+    match deadline {
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if monoio::time::timeout(left, relay).await.is_err() {
+                log.flags.insert(ResponseFlags::UPSTREAM_REQUEST_TIMEOUT);
+                down.send_reset(Reason::CANCEL);
+            }
+        }
+        None => relay.await,
+    }
+}
+
+/// Relays an HTTP/1.1 upstream's response onto the stream, decoding its framing; the
+/// connection goes back to the pool when the exchange ended cleanly.
+#[allow(clippy::too_many_arguments)]
+async fn relay_h1(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    mut conn: UpstreamConn,
+    head: ResponseHead,
+    mut buf: Vec<u8>,
+    spans: Vec<HeaderSpan>,
+    respond: &mut SendResponse<Bytes>,
+    deadline: Option<Instant>,
+    log: &mut RequestLog<'_>,
+) {
+    let is_head = req.head.parts.method == http::Method::HEAD;
+    let framing = if is_head || matches!(head.status, 204 | 304) {
+        BodyFraming::None
+    } else {
+        head.framing
+    };
+    let mut headers = HeaderMap::with_capacity(spans.len() + 2);
+    for h in &spans {
+        let name = h.name.get(&buf);
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            continue;
+        }
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name),
+            HeaderValue::from_bytes(h.value.get(&buf)),
+        ) else {
+            continue;
+        };
+        headers.append(name, value);
+    }
+    let status = StatusCode::from_u16(head.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    finish_response_headers(req, &mut headers, log.upstream_service_time);
+    log.status = status.as_u16();
+    log_response_head(w, log, log.status, &headers);
+    buf.drain(..head.head_len.min(buf.len()));
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    let end = framing == BodyFraming::None || framing == BodyFraming::Length(0);
+    let mut down = match respond.send_response(response, end) {
+        Ok(down) => down,
+        Err(_) => {
+            log.flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
+            w.pool
+                .borrow_mut()
+                .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
+            return;
+        }
+    };
+    let mut clean = end;
+    if !end {
+        let mut dec = ChunkedDecoder::new();
+        let mut remaining = match framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        };
+        let chunk = w.shared.tuning.body_chunk_bytes;
+        let mut data = BytesMut::new();
+        loop {
+            let finished = match framing {
+                BodyFraming::None => true,
+                BodyFraming::Length(_) => {
+                    let take = usize::try_from(remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(buf.len());
+                    data.extend_from_slice(&buf[..take]);
+                    buf.drain(..take);
+                    remaining -= take as u64;
+                    remaining == 0
+                }
+                BodyFraming::Chunked => {
+                    let mut decoded = Vec::new();
+                    match dec.feed(&buf, &mut decoded, false) {
+                        Ok(n) => {
+                            buf.drain(..n);
+                            data.extend_from_slice(&decoded);
+                            dec.is_done()
+                        }
+                        Err(_) => {
+                            down.send_reset(Reason::INTERNAL_ERROR);
+                            log.flags.insert(ResponseFlags::UPSTREAM_PROTOCOL_ERROR);
+                            break;
+                        }
+                    }
+                }
+                BodyFraming::UntilClose => {
+                    data.extend_from_slice(&buf);
+                    buf.clear();
+                    false
+                }
+            };
+            if !data.is_empty() || finished {
+                let n = data.len();
+                if send_all(&mut down, data.split().freeze(), finished)
+                    .await
+                    .is_err()
+                {
+                    log.flags
+                        .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                    break;
+                }
+                log.bytes_sent += n as u64;
+            }
+            if finished {
+                clean = framing != BodyFraming::UntilClose;
+                break;
+            }
+            let (res, b) = read_append_until(&mut conn.stream, buf, chunk, deadline).await;
+            buf = b;
+            match res {
+                Ok(n) => {
+                    if let Some(cs) = w.stats().clusters.get(conn.cluster) {
+                        cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, n as u64);
+                    }
+                }
+                Err(IoFail::Eof) if framing == BodyFraming::UntilClose => {
+                    let _ = down.send_data(Bytes::new(), true);
+                    break;
+                }
+                Err(_) => {
+                    log.flags.insert(ResponseFlags::UPSTREAM_REMOTE_RESET);
+                    down.send_reset(Reason::INTERNAL_ERROR);
+                    break;
+                }
+            }
+        }
+    }
+    conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
+    let cluster = w.shared.config.clusters.get(conn.cluster);
+    let max_rq = cluster.and_then(|c| c.max_requests_per_connection);
+    if clean && head.keep_alive && buf.is_empty() && max_rq.is_none_or(|m| conn.requests < m) {
+        let mut idle = cluster.map_or(Duration::from_secs(3600), |c| c.idle_timeout);
+        if let Some(secs) = head.keep_alive_timeout {
+            let theirs = Duration::from_millis(u64::from(secs) * 1000)
+                .saturating_sub(Duration::from_millis(500));
+            idle = idle.min(theirs);
+        }
+        w.pool.borrow_mut().put(conn, idle, Instant::now());
+    } else {
+        w.pool
+            .borrow_mut()
+            .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
+    }
+}
