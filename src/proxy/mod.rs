@@ -4,6 +4,7 @@ pub mod connection;
 pub mod domains;
 pub mod flags;
 pub mod forward;
+pub mod grpc;
 pub mod headers;
 pub mod http1_conn;
 pub mod io;
