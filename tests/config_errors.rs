@@ -206,14 +206,89 @@ fn negative_route_timeout() {
 }
 
 #[test]
-fn http2_codec_is_not_supported() {
+fn http3_codec_is_not_supported() {
     only(
         Cfg {
-            hcm: "          codec_type: HTTP2\n",
+            hcm: "          codec_type: HTTP3\n",
             ..OK
         },
         &format!("{HCM_PATH}.codec_type"),
-        "HTTP2 is not supported",
+        "HTTP3 is not supported",
+    );
+}
+
+#[test]
+fn http2_codec_and_options_load() {
+    let yaml = Cfg {
+        hcm: "          codec_type: HTTP2\n          http2_protocol_options: {max_concurrent_streams: 50, initial_stream_window_size: 65535}\n",
+        clusters: "  - name: svc\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http2_protocol_options: {}}\n        common_http_protocol_options: {idle_timeout: 20s}\n",
+        ..OK
+    }
+    .yaml();
+    let b = load_str(&yaml).unwrap().bootstrap;
+    let hcm = &b.listeners[0].hcm;
+    assert_eq!(hcm.codec_type, ringway::config::CodecType::Http2);
+    assert_eq!(
+        (
+            hcm.http2.max_concurrent_streams,
+            hcm.http2.initial_stream_window_size,
+            hcm.http2.initial_connection_window_size
+        ),
+        (50, 65535, 1 << 20)
+    );
+    let c = &b.clusters[0];
+    assert!(matches!(
+        c.protocol,
+        ringway::config::UpstreamProtocol::Http2(_)
+    ));
+    assert_eq!(c.idle_timeout, std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn http2_max_concurrent_streams_range() {
+    only(
+        Cfg {
+            hcm: "          http2_protocol_options: {max_concurrent_streams: 2147483648}\n",
+            ..OK
+        },
+        &format!("{HCM_PATH}.http2_protocol_options.max_concurrent_streams"),
+        "out of range (expected 1..=2147483647)",
+    );
+}
+
+#[test]
+fn http2_keepalive_is_not_supported() {
+    only(
+        Cfg {
+            hcm: "          http2_protocol_options: {connection_keepalive: {interval: 10s, timeout: 1s}}\n",
+            ..OK
+        },
+        &format!("{HCM_PATH}.http2_protocol_options.connection_keepalive"),
+        "not supported by Ringway",
+    );
+}
+
+#[test]
+fn cluster_connection_options_in_both_places() {
+    only(
+        Cfg {
+            clusters: "  - name: svc\n    common_http_protocol_options: {idle_timeout: 5s}\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        explicit_http_config: {http_protocol_options: {}}\n",
+            ..OK
+        },
+        "static_resources.clusters[0].common_http_protocol_options",
+        "set both here and in typed_extension_protocol_options",
+    );
+}
+
+#[test]
+fn cluster_auto_config_is_not_supported() {
+    only(
+        Cfg {
+            clusters: "  - name: svc\n    typed_extension_protocol_options:\n      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:\n        \"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions\n        auto_config: {}\n",
+            ..OK
+        },
+        "static_resources.clusters[0].typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions.auto_config",
+        "not supported by Ringway",
     );
 }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 use super::duration;
 use super::health;
 use super::model::*;
+use super::protocol;
 use super::walk::*;
 
 const CLUSTER: Message = Message {
@@ -29,6 +30,9 @@ const CLUSTER: Message = Message {
         "eds_cluster_config",
         "health_checks",
         "outlier_detection",
+        "typed_extension_protocol_options",
+        "http_protocol_options",
+        "http2_protocol_options",
     ],
     unsupported: &[
         "transport_socket_matches",
@@ -36,9 +40,6 @@ const CLUSTER: Message = Message {
         "cluster_type",
         "load_balancing_policy",
         "upstream_http_protocol_options",
-        "http_protocol_options",
-        "http2_protocol_options",
-        "typed_extension_protocol_options",
         "dns_jitter",
         "dns_failure_refresh_rate",
         "respect_dns_ttl",
@@ -284,8 +285,14 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
         max_requests_per_connection =
             positive_u32(cx, &o.at("max_requests_per_connection"), mr).map(Some);
     }
-    if let Some(h) = o.get("common_http_protocol_options") {
-        let hp = o.at("common_http_protocol_options");
+    let proto = protocol::cluster_protocol(cx, &o);
+    // The connection options come from the top-level field or from the typed protocol options
+    // entry; `cluster_protocol` has already refused a cluster that sets both.
+    let common = match o.get("common_http_protocol_options") {
+        Some(h) => Some((o.at("common_http_protocol_options"), h)),
+        None => proto.as_ref().and_then(|p| p.common.clone()),
+    };
+    if let Some((hp, h)) = common {
         if let Some(h) = obj(cx, &hp, h, &CLUSTER_HTTP_OPTIONS) {
             if let Some(d) = h.get("idle_timeout") {
                 idle_timeout = duration::read(cx, &h.at("idle_timeout"), d);
@@ -359,7 +366,7 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
             eds_path,
             health_checks: health_checks?,
             outlier: outlier?,
-            protocol: UpstreamProtocol::Http1,
+            protocol: proto?.protocol.unwrap_or(UpstreamProtocol::Http1),
             tls: None,
         })
     })();
@@ -633,6 +640,67 @@ mod tests {
         assert_eq!(c.endpoints[0].addr, None);
         assert_eq!(c.endpoints[0].host, "svc.local");
         assert_eq!(c.endpoints[1].addr, Some("[::1]:8081".parse().unwrap()));
+    }
+
+    const HPO: &str = "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {'@type': type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+
+    #[test]
+    fn upstream_protocol_spellings() {
+        let (c, _, e) = run(&format!(
+            "- {{name: a, {HPO}, explicit_http_config: {{http2_protocol_options: {{max_concurrent_streams: 10}}}}, common_http_protocol_options: {{idle_timeout: 7s, max_requests_per_connection: 9}}}}}}}}
+- {{name: b, {HPO}, explicit_http_config: {{http_protocol_options: {{}}}}}}}}}}
+- {{name: c, http2_protocol_options: {{}}}}
+- {{name: d, http_protocol_options: {{}}}}
+- {{name: e}}
+"
+        ));
+        assert!(e.is_empty(), "{e:?}");
+        let h2 = Http2Options {
+            max_concurrent_streams: 10,
+            ..Http2Options::default()
+        };
+        assert_eq!(c[0].protocol, UpstreamProtocol::Http2(h2));
+        assert_eq!(c[0].idle_timeout, Duration::from_secs(7));
+        assert_eq!(c[0].max_requests_per_connection, Some(9));
+        assert_eq!(c[1].protocol, UpstreamProtocol::Http1);
+        assert_eq!(
+            c[2].protocol,
+            UpstreamProtocol::Http2(Http2Options::default())
+        );
+        assert_eq!(c[3].protocol, UpstreamProtocol::Http1);
+        assert_eq!(c[4].protocol, UpstreamProtocol::Http1);
+    }
+
+    #[test]
+    fn upstream_protocol_errors_name_the_field() {
+        let (_, _, e) = run(&format!(
+            "- {{name: a, common_http_protocol_options: {{}}, {HPO}, explicit_http_config: {{http2_protocol_options: {{}}}}}}}}}}
+- {{name: b, {HPO}, auto_config: {{}}}}}}}}
+- {{name: c, {HPO}, use_downstream_protocol_config: {{}}}}}}}}
+- {{name: d, {HPO}}}}}}}
+- {{name: e, typed_extension_protocol_options: {{envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions: {{}}}}}}
+- {{name: f, http2_protocol_options: {{initial_stream_window_size: 100}}}}
+- {{name: g, http_protocol_options: {{}}, http2_protocol_options: {{}}}}
+- {{name: h, {HPO}, explicit_http_config: {{http3_protocol_options: {{}}}}}}}}}}
+"
+        ));
+        let t = "typed_extension_protocol_options.envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+        let got: Vec<(&str, &str)> = e.iter().map(|s| s.split_once(": ").unwrap()).collect();
+        let want = [
+            ("c[0].common_http_protocol_options", "set both here and in typed_extension_protocol_options"),
+            (&format!("c[1].{t}.auto_config") as &str, "not supported by Ringway"),
+            (&format!("c[2].{t}.use_downstream_protocol_config"), "not supported by Ringway"),
+            (&format!("c[3].{t}.explicit_http_config"), "required field is missing"),
+            ("c[4].typed_extension_protocol_options.envoy.extensions.upstreams.tcp.v3.TcpProtocolOptions", "not supported by Ringway"),
+            ("c[5].http2_protocol_options.initial_stream_window_size", "65535..=2147483647"),
+            ("c[6].http2_protocol_options", "both http_protocol_options and http2_protocol_options"),
+            (&format!("c[7].{t}.explicit_http_config.http3_protocol_options"), "not supported by Ringway"),
+        ];
+        assert_eq!(got.len(), want.len(), "{e:#?}");
+        for ((gp, gm), (wp, wm)) in got.iter().zip(want.iter()) {
+            assert_eq!(gp, wp, "{e:#?}");
+            assert!(gm.contains(wm), "{gp}: {gm} (want {wm})");
+        }
     }
 
     #[test]

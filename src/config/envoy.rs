@@ -14,6 +14,7 @@ use super::access_logs::access_log;
 use super::cluster::{self, DEFAULT_BUFFER_LIMIT};
 use super::duration;
 use super::model::*;
+use super::protocol;
 use super::routes;
 use super::walk::*;
 
@@ -168,6 +169,7 @@ const HCM: Message = Message {
         "upgrade_configs",
         "http_protocol_options",
         "xff_num_trusted_hops",
+        "http2_protocol_options",
     ],
     unsupported: &[
         "rds",
@@ -175,7 +177,6 @@ const HCM: Message = Message {
         "add_user_agent",
         "tracing",
         "http1_safe_max_connection_duration",
-        "http2_protocol_options",
         "http3_protocol_options",
         "server_header_transformation",
         "scheme_header_transformation",
@@ -501,8 +502,12 @@ fn http_connection_manager(
             cx,
             &o.at("codec_type"),
             c,
-            &[("AUTO", CodecType::Auto), ("HTTP1", CodecType::Http1)],
-            &["HTTP2", "HTTP3"],
+            &[
+                ("AUTO", CodecType::Auto),
+                ("HTTP1", CodecType::Http1),
+                ("HTTP2", CodecType::Http2),
+            ],
+            &["HTTP3"],
         ),
         None => Some(CodecType::Auto),
     };
@@ -573,6 +578,10 @@ fn http_connection_manager(
             );
         }
     }
+    let http2 = match o.get("http2_protocol_options") {
+        Some(h) => protocol::http2_options(cx, &o.at("http2_protocol_options"), h),
+        None => Some(Http2Options::default()),
+    };
     let mut upgrade_types = Vec::new();
     if let Some(us) = o.get("upgrade_configs") {
         let up = o.at("upgrade_configs");
@@ -609,7 +618,7 @@ fn http_connection_manager(
         generate_request_id: generate_request_id?,
         server_name: server_name?,
         upgrade_types,
-        http2: Http2Options::default(),
+        http2: http2?,
     })
 }
 
@@ -726,6 +735,7 @@ mod tests {
         assert_eq!(h.server_name, "ringway");
         assert!(h.upgrade_types.is_empty());
         assert_eq!(h.route_config.name, "");
+        assert_eq!(h.http2, Http2Options::default());
     }
 
     #[test]
@@ -763,6 +773,23 @@ mod tests {
             .map(|l| (l.path.to_str().unwrap(), l.format.clone()))
             .collect();
         assert_eq!(logs, [("/tmp/a.log", None), ("/dev/stdout", None)]);
+    }
+
+    #[test]
+    fn http2_codec_and_options() {
+        let b = run(&hcm("          codec_type: HTTP2
+          http2_protocol_options: {max_concurrent_streams: 250, initial_stream_window_size: 1048576, initial_connection_window_size: 4194304}"))
+        .unwrap();
+        let h = &b.listeners[0].hcm;
+        assert_eq!(h.codec_type, CodecType::Http2);
+        assert_eq!(
+            h.http2,
+            Http2Options {
+                max_concurrent_streams: 250,
+                initial_stream_window_size: 1 << 20,
+                initial_connection_window_size: 4 << 20,
+            }
+        );
     }
 
     #[test]
@@ -836,8 +863,9 @@ layered_runtime: {{layers: []}}
 
     #[test]
     fn hcm_errors() {
-        let e = run(&hcm("          codec_type: HTTP2
+        let e = run(&hcm("          codec_type: HTTP3
           max_request_headers_kb: 9000
+          http2_protocol_options: {max_concurrent_streams: 0, hpack_table_size: 0}
           xff_num_trusted_hops: 1
           http_protocol_options: {accept_http_10: true}
           rds: {}"))
@@ -853,6 +881,8 @@ layered_runtime: {{layers: []}}
             "max_request_headers_kb",
             "http_protocol_options.accept_http_10",
             "xff_num_trusted_hops",
+            "http2_protocol_options.hpack_table_size",
+            "http2_protocol_options.max_concurrent_streams",
         ]
         .iter()
         .map(|p| format!("{base}.{p}"))

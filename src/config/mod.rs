@@ -4,7 +4,7 @@
 //! so that every problem is reported with its Envoy field path and the walk carries on after it:
 //! an operator fixing a config sees all of its mistakes at once. `walk.rs` holds the toolkit,
 //! `envoy.rs` the bootstrap/listener/HCM walk, `routes.rs`, `headers.rs`, `access_logs.rs` and
-//! `cluster.rs` the rest; `duration.rs` reads Envoy's durations.
+//! `cluster.rs` the rest (`protocol.rs` the HTTP/2 and upstream protocol options both share); `duration.rs` reads Envoy's durations.
 
 mod access_logs;
 mod cluster;
@@ -13,6 +13,7 @@ pub mod envoy;
 mod headers;
 mod health;
 pub mod model;
+mod protocol;
 mod routes;
 mod walk;
 

@@ -366,9 +366,8 @@ async fn handle_stream(
 }
 
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    let content_type = headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes());
+    crate::proxy::grpc::is_grpc_content_type(content_type)
 }
 
 /// Answers the stream locally. gRPC requests get Envoy's gRPC-shaped reply: HTTP 200 carrying
@@ -384,11 +383,11 @@ pub fn local_reply(
 ) {
     let mut builder = Response::builder();
     let code = if grpc {
-        let (grpc_status, message) = crate::proxy::grpc::local_reply_status(status, body);
-        builder = builder
-            .header(http::header::CONTENT_TYPE, "application/grpc")
-            .header("grpc-status", grpc_status.to_string())
-            .header("grpc-message", message);
+        let mut fields = Vec::with_capacity(3);
+        crate::proxy::grpc::local_reply_headers(status, body, &mut fields);
+        for (name, value) in fields {
+            builder = builder.header(name, value);
+        }
         200
     } else {
         if !body.is_empty() {

@@ -1,41 +1,82 @@
-//! gRPC-shaped local replies: how Envoy answers a gRPC client when the proxy itself replies.
+//! gRPC-shaped local replies, shared by the HTTP/1.1 and HTTP/2 codecs.
 //!
-//! A gRPC client only understands `grpc-status`, so a bare HTTP 503 or 404 from the proxy
-//! surfaces as an opaque transport error. Envoy instead answers HTTP 200 with the HTTP status
-//! mapped to a gRPC code (its `Grpc::Utility::httpToGrpcStatus`) and the reply text in
-//! `grpc-message`, as a trailers-only response. Ringway does the same.
+//! A gRPC client cannot read a `text/plain` 503: it needs HTTP 200 with `grpc-status` (and
+//! `grpc-message`) to surface a proper error. Envoy therefore answers its own local replies
+//! (no route, no healthy upstream, timeout, ...) to gRPC requests as a trailers-only response:
+//! `:status 200`, `content-type: application/grpc`, `grpc-status` mapped from the HTTP status it
+//! would have sent (`Grpc::Utility::httpToGrpcStatus`, which follows gRPC's
+//! http-grpc-status-mapping), and the local reply's body text as a percent-encoded
+//! `grpc-message`. This module holds only that mapping and the header values, no I/O, so both
+//! codecs build the same reply.
 
-/// The gRPC status code for a local reply with HTTP `status`, and the `grpc-message` value for
-/// reply text `body` (percent-encoded as the gRPC wire format requires).
-pub fn local_reply_status(status: u16, body: &[u8]) -> (u32, String) {
-    let code = match status {
-        400 => 13,                   // INTERNAL
-        401 => 16,                   // UNAUTHENTICATED
-        403 => 7,                    // PERMISSION_DENIED
-        404 => 12,                   // UNIMPLEMENTED
-        429 | 502 | 503 | 504 => 14, // UNAVAILABLE
-        _ => 2,                      // UNKNOWN
-    };
-    let text: &[u8] = if body.is_empty() {
-        crate::http1::encode::reason_phrase(status).as_bytes()
-    } else {
-        body
-    };
-    (code, percent_encode(text))
+/// gRPC status codes used by the mapping (gRPC's `status.proto` numbering).
+pub mod code {
+    pub const UNKNOWN: u32 = 2;
+    pub const PERMISSION_DENIED: u32 = 7;
+    pub const UNIMPLEMENTED: u32 = 12;
+    pub const INTERNAL: u32 = 13;
+    pub const UNAVAILABLE: u32 = 14;
+    pub const UNAUTHENTICATED: u32 = 16;
 }
 
-/// gRPC's `Percent-Encoded` grammar: printable ASCII except `%` passes, everything else is
-/// `%XX`.
-fn percent_encode(text: &[u8]) -> String {
-    let mut out = String::with_capacity(text.len());
-    for &b in text {
+/// Whether a request is gRPC: its `content-type` starts with `application/grpc` (which also
+/// covers `application/grpc+proto` and friends), as Envoy's `hasGrpcContentType` decides.
+pub fn is_grpc_content_type(content_type: Option<&[u8]>) -> bool {
+    const PREFIX: &[u8] = b"application/grpc";
+    let Some(v) = content_type else { return false };
+    if v.len() < PREFIX.len() || !v[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+        return false;
+    }
+    // `application/grpc-web` is a different protocol; only the bare type, `+suffix` or
+    // parameters count.
+    matches!(v.get(PREFIX.len()), None | Some(b'+' | b';'))
+}
+
+/// Envoy's `Grpc::Utility::httpToGrpcStatus`.
+pub fn http_to_grpc_status(http_status: u16) -> u32 {
+    match http_status {
+        400 => code::INTERNAL,
+        401 => code::UNAUTHENTICATED,
+        403 => code::PERMISSION_DENIED,
+        404 => code::UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => code::UNAVAILABLE,
+        _ => code::UNKNOWN,
+    }
+}
+
+/// The headers of a gRPC-shaped local reply, besides `:status 200` (HTTP/2) or the `200` status
+/// line (HTTP/1.1) and the codec's own framing: `content-type`, `grpc-status` and, when the
+/// message is not empty, `grpc-message`. Appended to `out` as owned name/value pairs so either
+/// codec can write them; names are lowercase.
+pub fn local_reply_headers(
+    http_status: u16,
+    message: &[u8],
+    out: &mut Vec<(&'static str, Vec<u8>)>,
+) {
+    out.push(("content-type", b"application/grpc".to_vec()));
+    out.push((
+        "grpc-status",
+        http_to_grpc_status(http_status).to_string().into_bytes(),
+    ));
+    if !message.is_empty() {
+        let mut m = Vec::with_capacity(message.len());
+        percent_encode(message, &mut m);
+        out.push(("grpc-message", m));
+    }
+}
+
+/// gRPC's `grpc-message` encoding: bytes outside printable ASCII, and `%` itself, become `%XX`.
+pub fn percent_encode(msg: &[u8], out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in msg {
         if (0x20..=0x7e).contains(&b) && b != b'%' {
-            out.push(b as char);
+            out.push(b);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push(b'%');
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0x0f)]);
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -43,22 +84,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn envoy_mapping() {
-        assert_eq!(local_reply_status(404, b"").0, 12);
-        assert_eq!(local_reply_status(503, b"no healthy upstream").0, 14);
-        assert_eq!(local_reply_status(504, b"upstream request timeout").0, 14);
-        assert_eq!(local_reply_status(429, b"").0, 14);
-        assert_eq!(local_reply_status(403, b"").0, 7);
-        assert_eq!(local_reply_status(401, b"").0, 16);
-        assert_eq!(local_reply_status(400, b"").0, 13);
-        assert_eq!(local_reply_status(500, b"").0, 2);
+    fn envoy_http_to_grpc_mapping() {
+        let cases = [
+            (400, 13),
+            (401, 16),
+            (403, 7),
+            (404, 12),
+            (429, 14),
+            (502, 14),
+            (503, 14),
+            (504, 14),
+            (500, 2),
+            (408, 2),
+            (413, 2),
+        ];
+        for (http, grpc) in cases {
+            assert_eq!(http_to_grpc_status(http), grpc, "HTTP {http}");
+        }
     }
 
     #[test]
-    fn message_is_percent_encoded() {
-        let (_, m) = local_reply_status(503, "50% down\n\u{e9}".as_bytes());
-        assert_eq!(m, "50%25 down%0A%C3%A9");
-        let (_, m) = local_reply_status(404, b"");
-        assert_eq!(m, "Not Found");
+    fn grpc_content_types() {
+        assert!(is_grpc_content_type(Some(b"application/grpc")));
+        assert!(is_grpc_content_type(Some(b"application/grpc+proto")));
+        assert!(is_grpc_content_type(Some(b"Application/GRPC;charset=x")));
+        assert!(!is_grpc_content_type(Some(b"application/grpc-web")));
+        assert!(!is_grpc_content_type(Some(b"application/json")));
+        assert!(!is_grpc_content_type(Some(b"application/grp")));
+        assert!(!is_grpc_content_type(None));
+    }
+
+    #[test]
+    fn reply_headers_and_message_encoding() {
+        let mut h = Vec::new();
+        local_reply_headers(503, b"no healthy upstream", &mut h);
+        assert_eq!(
+            h,
+            [
+                ("content-type", b"application/grpc".to_vec()),
+                ("grpc-status", b"14".to_vec()),
+                ("grpc-message", b"no healthy upstream".to_vec()),
+            ]
+        );
+        h.clear();
+        local_reply_headers(404, b"", &mut h);
+        assert_eq!(h.len(), 2, "no grpc-message for an empty body");
+        assert_eq!(h[1], ("grpc-status", b"12".to_vec()));
+        let mut m = Vec::new();
+        percent_encode("50% \u{e9}\n".as_bytes(), &mut m);
+        assert_eq!(m, b"50%25 %C3%A9%0A");
     }
 }

@@ -22,6 +22,7 @@ use crate::http1::encode::{write_header, write_status_line};
 use crate::http1::parse::{parse_request, BodyFraming, Limits, Method, RequestHead, Version};
 use crate::http1::{HeadView, HeaderLookup, HeaderSpan, Span};
 use crate::proxy::flags::ResponseFlags;
+use crate::proxy::grpc;
 use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
 use crate::proxy::io::{read_append_until, write_all, IoFail};
 use crate::proxy::worker::Worker;
@@ -500,7 +501,9 @@ fn write_access_log(
 }
 
 /// Sends a locally generated response. When the request has a body we have not read, the
-/// connection closes afterwards so that body is never taken for the next request.
+/// connection closes afterwards so that body is never taken for the next request. A gRPC
+/// request (content-type `application/grpc...`) gets Envoy's gRPC-shaped reply instead: 200,
+/// `grpc-status` mapped from `status`, `body` as `grpc-message` (see `proxy::grpc`).
 #[allow(clippy::too_many_arguments)]
 pub async fn local_reply(
     c: &mut Downstream,
@@ -519,16 +522,46 @@ pub async fn local_reply(
     let keep_alive_10 = req.head.version == Version::Http10 && !c.close;
     let mut out = std::mem::take(&mut c.out);
     out.clear();
-    write_local_reply(
-        &mut out,
-        req.head.version,
-        status,
-        body,
-        hcm.server_name.as_bytes(),
-        c.close,
-        keep_alive_10,
-        extra,
-    );
+    let content_type = c
+        .headers
+        .iter()
+        .find(|h| h.name.get(&c.head).eq_ignore_ascii_case(b"content-type"))
+        .map(|h| h.value.get(&c.head));
+    let (status, body) = if grpc::is_grpc_content_type(content_type) {
+        // Envoy's gRPC local reply: 200, trailers-only, the body text as grpc-message.
+        let mut grpc_headers = Vec::with_capacity(3);
+        grpc::local_reply_headers(status, body, &mut grpc_headers);
+        let mut all: Vec<(&[u8], &[u8])> = grpc_headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), v.as_slice()))
+            .collect();
+        all.extend_from_slice(extra);
+        write_status_line(&mut out, req.head.version, 200);
+        write_header(&mut out, b"server", hcm.server_name.as_bytes());
+        for (k, v) in &all {
+            write_header(&mut out, k, v);
+        }
+        write_framing_and_connection(
+            &mut out,
+            DownstreamFraming::Length(0),
+            None,
+            c.close,
+            keep_alive_10,
+        );
+        (200, &b""[..])
+    } else {
+        write_local_reply(
+            &mut out,
+            req.head.version,
+            status,
+            body,
+            hcm.server_name.as_bytes(),
+            c.close,
+            keep_alive_10,
+            extra,
+        );
+        (status, body)
+    };
     if is_head {
         out.truncate(out.len() - body.len());
     }
