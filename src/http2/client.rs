@@ -43,6 +43,14 @@ impl H2Conn {
 pub struct StreamSlot {
     pub send: SendRequest<Bytes>,
     in_flight: Rc<Cell<u32>>,
+    closed: Rc<Cell<bool>>,
+}
+
+impl StreamSlot {
+    /// The connection refused new streams (GOAWAY or failure): take no more slots on it.
+    pub fn mark_closed(&self) {
+        self.closed.set(true);
+    }
 }
 
 impl Drop for StreamSlot {
@@ -81,6 +89,7 @@ impl H2Pool {
         Some(StreamSlot {
             send: conn.send.clone(),
             in_flight: conn.in_flight.clone(),
+            closed: conn.closed.clone(),
         })
     }
 
@@ -142,6 +151,7 @@ impl H2Pool {
         }
         let closed = Rc::new(Cell::new(false));
         let done = closed.clone();
+        let slot_closed = closed.clone();
         monoio::spawn(async move {
             // The guard lives as long as the connection: cx_active drops when it really ends.
             let _guard = _guard;
@@ -158,6 +168,10 @@ impl H2Pool {
                 closed,
             });
         }
-        Ok(StreamSlot { send, in_flight })
+        Ok(StreamSlot {
+            send,
+            in_flight,
+            closed: slot_closed,
+        })
     }
 }

@@ -366,7 +366,9 @@ async fn handle_stream(
 }
 
 pub fn is_grpc(headers: &HeaderMap) -> bool {
-    let content_type = headers.get(http::header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.as_bytes());
     crate::proxy::grpc::is_grpc_content_type(content_type)
 }
 

@@ -582,6 +582,19 @@ async fn attempt_h2(
     deadline: Option<Instant>,
 ) -> Result<Upstream, AttemptFail> {
     let fail = |e: AttemptError| (e, Some((endpoint.clone(), false)));
+    // A stream the upstream never processed (GOAWAY, REFUSED_STREAM, a connection that died
+    // under us) is like the HTTP/1.1 keep-alive race: retried once, transparently.
+    let unprocessed = |slot: &StreamSlot, e: &h2::Error| {
+        if e.is_go_away() || e.is_io() || e.reason() != Some(Reason::REFUSED_STREAM) {
+            slot.mark_closed();
+        }
+        (
+            AttemptError::Reset {
+                before_response: true,
+            },
+            Some((endpoint.clone(), true)),
+        )
+    };
     let slot = match w.h2pool.borrow_mut().take_slot(cluster_id, &endpoint.addr) {
         Some(slot) => {
             if let Some(cs) = w.stats().clusters.get(cluster_id) {
@@ -648,19 +661,13 @@ async fn attempt_h2(
     let send = slot.send.clone();
     let mut send = match send.ready().await {
         Ok(s) => s,
-        Err(_) => {
-            return Err(fail(AttemptError::Reset {
-                before_response: true,
-            }))
-        }
+        Err(e) => return Err(unprocessed(&slot, &e)),
     };
     let end = body.is_empty();
     // A refused or failed stream never reached the application: safe to retry.
-    let (response, mut stream) = send.send_request(request, end).map_err(|_| {
-        fail(AttemptError::Reset {
-            before_response: true,
-        })
-    })?;
+    let (response, mut stream) = send
+        .send_request(request, end)
+        .map_err(|e| unprocessed(&slot, &e))?;
     if !end {
         let chunks = body.chunks.clone();
         let trailers = body.trailers.clone();
@@ -698,6 +705,9 @@ async fn attempt_h2(
             response,
             _slot: slot,
         }),
+        Err(e) if e.is_go_away() || e.reason() == Some(Reason::REFUSED_STREAM) => {
+            Err(unprocessed(&slot, &e))
+        }
         Err(_) => Err(fail(AttemptError::Reset {
             before_response: true,
         })),
