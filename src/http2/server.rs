@@ -48,7 +48,7 @@ pub struct ConnCtx {
 }
 
 enum Event {
-    Stream(Request<RecvStream>, SendResponse<Bytes>),
+    Stream(Box<(Request<RecvStream>, SendResponse<Bytes>)>),
     Abuse(super::guard::Abuse),
     Failed(h2::Error),
     Closed,
@@ -108,9 +108,7 @@ pub async fn serve(
                 return Poll::Ready(Event::Abuse(abuse));
             }
             match conn.poll_accept(cx) {
-                Poll::Ready(Some(Ok((req, respond)))) => {
-                    return Poll::Ready(Event::Stream(req, respond))
-                }
+                Poll::Ready(Some(Ok(pair))) => return Poll::Ready(Event::Stream(Box::new(pair))),
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Event::Failed(e)),
                 Poll::Ready(None) => return Poll::Ready(Event::Closed),
                 Poll::Pending => {}
@@ -122,7 +120,8 @@ pub async fn serve(
         })
         .await;
         match event {
-            Event::Stream(req, respond) => {
+            Event::Stream(pair) => {
+                let (req, respond) = *pair;
                 idle_since = None;
                 open_streams.set(open_streams.get() + 1);
                 let (w, ctx, open) = (w.clone(), ctx.clone(), open_streams.clone());
