@@ -3,8 +3,9 @@
 The abuse scripts must send what a well-behaved library refuses to (HEADERS without END_HEADERS
 followed by endless CONTINUATION, a request without :path, whitespace in header values), so they
 build frames themselves with hyperframe and hpack instead of going through h2's state machine.
-`RawH2` owns one client connection: it writes frames, and a background reader parses what the
-server sends and records the outcome (GOAWAY, RST_STREAM codes, response statuses, bytes, close).
+`RawH2` owns one client connection on a non-blocking socket: it queues and flushes frames, and
+parses what the server sends while it waits, recording the outcome (GOAWAY, RST_STREAM codes,
+response statuses and trailers, bytes, close).
 `RssSampler` watches a process's VmRSS while an attack runs.
 
 Every script prints exactly one JSON line; `emit` does that.
@@ -172,6 +173,8 @@ class RawH2:
         self.close_reason = None
         self.closed_at = None
         self.auto_window = True  # give back DATA credit as it arrives
+        self.keep_bodies = False  # keep DATA payloads in `bodies` (small responses only)
+        self.bodies = {}  # stream id -> bytearray
         self._hdr_stream = None  # stream whose header block is being continued
         self._hdr_buf = b""
         self._hdr_flags = set()
@@ -374,6 +377,8 @@ class RawH2:
                     self.ended.add(sid)
         elif isinstance(f, DataFrame):
             self.data_bytes[f.stream_id] = self.data_bytes.get(f.stream_id, 0) + len(f.data)
+            if self.keep_bodies:
+                self.bodies.setdefault(f.stream_id, bytearray()).extend(f.data)
             if "END_STREAM" in f.flags:
                 self.ended.add(f.stream_id)
             if self.auto_window and length > 0:
