@@ -9,7 +9,8 @@ The body (TEXT, or N bytes of the 0..250 pattern) goes in DATA frames; with --tr
 request ends with a trailing HEADERS frame, else the last DATA frame carries END_STREAM. Bodies
 are limited to 65535 bytes (the initial flow-control window: this client does not wait for
 WINDOW_UPDATE). Prints one JSON line: {"status", "headers": {...}, "trailers": {...},
-"body_len", "body_sha256", "body" (text, when under 64 KiB), "rst", "goaway", "ended"}.
+"body_len", "body_sha256", "body" (text, when under 64 KiB), "rst", "goaway", "ended",
+"server_settings": {id: value} as the server's SETTINGS frame gave them}.
 Exits 0 when a response ended (whatever its status), 2 when none did, 1 on bad arguments or no
 connection.
 """
@@ -84,6 +85,7 @@ def main():
         "rst": c.rst.get(1),
         "goaway": c.goaway,
         "ended": 1 in c.ended,
+        "server_settings": {str(k): v for k, v in c.server_settings.items()},
     }
     c.close()
     h2util.emit(r)
