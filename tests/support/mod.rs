@@ -13,6 +13,8 @@ pub mod config;
 pub mod fleet;
 pub mod formats;
 pub mod nginx;
+pub mod nginx_h2;
+pub mod py;
 pub mod raw;
 pub mod ringway;
 pub mod upstream;
@@ -25,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use config::{ConfigBuilder, Route};
 pub use nginx::Nginx;
+pub use nginx_h2::NginxH2;
+pub use py::PyProcess;
 pub use raw::{http_get, RawConn, RawResponse};
 pub use ringway::Ringway;
 pub use upstream::{RecordedRequest, TestUpstream};
