@@ -28,8 +28,14 @@ struct Target {
 
 fn target() -> Target {
     let upstream = TestUpstream::start();
+    // No route timeout: the zero-window test holds responses open on purpose, and on a slow
+    // (debug, shared-core) build the 400 MiB drain can outlast Envoy's 15 s default.
+    let config = ConfigBuilder::new()
+        .cluster("backend", &[upstream.port])
+        .route(Route::prefix("/", "backend").timeout("0s"))
+        .render();
     let rw = Ringway::start_with_args(
-        &ConfigBuilder::single(&[upstream.port]).render(),
+        &config,
         &["--concurrency", "1"],
     );
     Target { upstream, rw }
