@@ -9,4 +9,5 @@ pub mod headers;
 pub mod http1_conn;
 pub mod io;
 pub mod router;
+pub mod tunnel;
 pub mod worker;
