@@ -34,10 +34,7 @@ fn target() -> Target {
         .cluster("backend", &[upstream.port])
         .route(Route::prefix("/", "backend").timeout("0s"))
         .render();
-    let rw = Ringway::start_with_args(
-        &config,
-        &["--concurrency", "1"],
-    );
+    let rw = Ringway::start_with_args(&config, &["--concurrency", "1"]);
     Target { upstream, rw }
 }
 

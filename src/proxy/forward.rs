@@ -27,6 +27,7 @@ use crate::proxy::headers::{
 };
 use crate::proxy::http1_conn::{local_reply, Downstream, Request, RequestLog};
 use crate::proxy::io::{read_append_until, write_all, write_all_until, IoFail};
+use crate::proxy::tunnel::Upgraded;
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::{ClusterStat, EndpointStat};
@@ -81,17 +82,16 @@ pub async fn forward(
     retry: Option<&RetryPolicy>,
     mutations: &Mutations<'_>,
     log: &mut RequestLog<'_>,
-) {
+    upgrade: Option<&[u8]>,
+) -> Option<Upgraded> {
     let cluster_id = action.cluster;
     log.cluster = Some(cluster_id);
     let shared = &w.shared;
     let Some(cluster) = shared.config.clusters.get(cluster_id) else {
         local_reply(c, req, log, 503, b"no cluster", hcm, true, &[]).await;
-        return;
+        return None;
     };
-    let Some(cs) = shared.stats.clusters.get(cluster_id) else {
-        return;
-    };
+    let cs = shared.stats.clusters.get(cluster_id)?;
     let has_body = matches!(req.head.framing, BodyFraming::Chunked)
         || matches!(req.head.framing, BodyFraming::Length(n) if n > 0);
 
@@ -111,7 +111,7 @@ pub async fn forward(
             &[],
         )
         .await;
-        return;
+        return None;
     }
     let no_members = w
         .membership
@@ -124,7 +124,7 @@ pub async fn forward(
         cs.inc(w.index, ClusterStat::UpstreamCxNoneHealthy);
         log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
         local_reply(c, req, log, 503, b"no healthy upstream", hcm, has_body, &[]).await;
-        return;
+        return None;
     }
     local.active_requests.set(local.active_requests.get() + 1);
     let mut budget = RetryBudget::new(retry);
@@ -143,7 +143,7 @@ pub async fn forward(
             log.flags
                 .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
             finish_cluster_request(w, cluster_id, budget.held);
-            return;
+            return None;
         }
     }
     let mut plan = match plan_body(w, c, req, log).await {
@@ -157,11 +157,27 @@ pub async fn forward(
                     .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
             }
             finish_cluster_request(w, cluster_id, budget.held);
-            return;
+            return None;
         }
     };
 
     if let crate::config::UpstreamProtocol::Http2(_) = cluster.protocol {
+        if upgrade.is_some() {
+            // WebSocket over HTTP/2 needs extended CONNECT (RFC 8441) upstream; refuse clearly.
+            local_reply(
+                c,
+                req,
+                log,
+                501,
+                b"upgrade to an HTTP/2 cluster is not supported",
+                hcm,
+                true,
+                &[],
+            )
+            .await;
+            finish_cluster_request(w, cluster_id, budget.held);
+            return None;
+        }
         crate::proxy::h1_to_h2::forward(
             w,
             c,
@@ -177,7 +193,7 @@ pub async fn forward(
         )
         .await;
         finish_cluster_request(w, cluster_id, budget.held);
-        return;
+        return None;
     }
 
     // The path and request id are the same for every attempt.
@@ -251,6 +267,7 @@ pub async fn forward(
             try_deadline,
             &mut sent_body_bytes,
             mutations,
+            upgrade,
         )
         .await;
         let replayable = !sent_body_bytes
@@ -359,6 +376,21 @@ pub async fn forward(
                 HistogramId::UpstreamRqTime(cluster_id),
                 service_time.as_micros() as u64,
             );
+            if head.status == 101 {
+                // Only reachable for an enabled upgrade: the tunnel takes over both connections
+                // and finishes the cluster's accounting when it ends.
+                return switch_protocols(w, c, hcm, req, conn, head, mutations, log)
+                    .await
+                    .map(|conn| Upgraded {
+                        conn,
+                        cluster: cluster_id,
+                        retries_held: budget.held,
+                    })
+                    .or_else(|| {
+                        finish_cluster_request(w, cluster_id, budget.held);
+                        None
+                    });
+            }
             relay_response(w, c, hcm, req, conn, head, deadline, mutations, log).await;
         }
         Err(e) => {
@@ -402,7 +434,7 @@ pub async fn forward(
                     c.close = true;
                     log.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                     finish_cluster_request(w, cluster_id, budget.held);
-                    return;
+                    return None;
                 }
             };
             log.flags.insert(flag);
@@ -416,6 +448,7 @@ pub async fn forward(
         }
     }
     finish_cluster_request(w, cluster_id, budget.held);
+    None
 }
 
 pub(crate) fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {
@@ -758,6 +791,7 @@ async fn attempt(
     deadline: Option<Instant>,
     sent_body_bytes: &mut bool,
     mutations: &Mutations<'_>,
+    upgrade: Option<&[u8]>,
 ) -> Result<ResponseHead, AttemptError> {
     let mut out = std::mem::take(&mut c.out);
     out.clear();
@@ -776,6 +810,7 @@ async fn attempt(
         request_id,
         body: framing,
         use_remote_address: hcm.use_remote_address,
+        upgrade,
     };
     write_upstream_request(&mut out, &upstream_req, &c.head, &c.headers, mutations);
     // Buffered bodies go in the same write as the head.
@@ -812,7 +847,7 @@ async fn attempt(
         }
         _ => {}
     }
-    read_response_head(w, c, req, conn, deadline).await
+    read_response_head(w, c, req, conn, deadline, upgrade.is_some()).await
 }
 
 async fn stream_length_body(
@@ -898,6 +933,7 @@ async fn read_response_head(
     req: &Request,
     conn: &mut UpstreamConn,
     deadline: Option<Instant>,
+    upgrading: bool,
 ) -> Result<ResponseHead, AttemptError> {
     let limits = Limits {
         max_head_bytes: 60 * 1024,
@@ -916,6 +952,8 @@ async fn read_response_head(
                 c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
                 continue;
             }
+            // 101 answers only an upgrade we asked for; unsolicited, it is a protocol error.
+            Ok(Some(head)) if head.status == 101 && upgrading => return Ok(head),
             Ok(Some(head)) if head.status == 101 => return Err(AttemptError::Protocol),
             Ok(Some(head)) => return Ok(head),
             Ok(None) => {}
@@ -994,6 +1032,7 @@ async fn relay_response(
             upstream_service_time_ms: service_ms,
             close: c.close,
             keep_alive_10: client_10 && !c.close,
+            upgrade: None,
         },
         &c.ubuf,
         &c.uheaders,
@@ -1047,6 +1086,72 @@ async fn relay_response(
             .borrow_mut()
             .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
     }
+}
+
+/// Relays the upstream's `101 Switching Protocols` head to the client. Returns the upstream
+/// connection for the tunnel, or `None` when the client is already gone (the upstream
+/// connection is then discarded: it has switched protocols and can never serve HTTP again).
+#[allow(clippy::too_many_arguments)]
+async fn switch_protocols(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    hcm: &HttpConnectionManager,
+    req: &Request,
+    conn: UpstreamConn,
+    head: ResponseHead,
+    mutations: &Mutations<'_>,
+    log: &mut RequestLog<'_>,
+) -> Option<UpstreamConn> {
+    // The upstream's Upgrade value names the protocol it switched to; the request's is the
+    // fallback for a terse upstream.
+    let upgrade_value = match c
+        .uheaders
+        .iter()
+        .find(|h| h.name.get(&c.ubuf).eq_ignore_ascii_case(b"upgrade"))
+    {
+        Some(h) => h.value.get(&c.ubuf).to_vec(),
+        None => req
+            .head
+            .upgrade
+            .map_or_else(Vec::new, |s| s.get(&c.head).to_vec()),
+    };
+    let mut out = std::mem::take(&mut c.out);
+    out.clear();
+    let service_ms = log.upstream_service_time.map(|d| d.as_millis() as u64);
+    write_downstream_response(
+        &mut out,
+        &DownstreamResponse {
+            version: req.head.version,
+            status: 101,
+            framing: DownstreamFraming::None,
+            head_content_length: None,
+            server_name: hcm.server_name.as_bytes(),
+            upstream_service_time_ms: service_ms,
+            close: false,
+            keep_alive_10: false,
+            upgrade: Some(&upgrade_value),
+        },
+        &c.ubuf,
+        &c.uheaders,
+        mutations,
+    );
+    log.status = 101;
+    c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
+    // After the 101 the client connection belongs to the tunnel; it never carries HTTP again.
+    c.close = true;
+    let len = out.len();
+    let (res, out) = write_all(&mut c.stream, out, len).await;
+    c.out = out;
+    if res.is_err() {
+        log.flags
+            .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+        conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
+        w.pool
+            .borrow_mut()
+            .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
+        return None;
+    }
+    Some(conn)
 }
 
 /// How relaying a response body ended.

@@ -134,7 +134,11 @@ mod tests {
         h.clear();
         local_reply_headers(404, b"", &mut h);
         assert_eq!(h[1], ("grpc-status", b"12".to_vec()));
-        assert_eq!(h[2], ("grpc-message", b"Not Found".to_vec()), "the reason stands in");
+        assert_eq!(
+            h[2],
+            ("grpc-message", b"Not Found".to_vec()),
+            "the reason stands in"
+        );
         let mut m = Vec::new();
         percent_encode("50% \u{e9}\n".as_bytes(), &mut m);
         assert_eq!(m, b"50%25 %C3%A9%0A");

@@ -90,6 +90,9 @@ pub struct UpstreamRequest<'a> {
     /// Framing of the body we send: `None` for no body, `Some(None)` chunked, `Some(Some(n))` length.
     pub body: Option<Option<u64>>,
     pub use_remote_address: bool,
+    /// An enabled upgrade (`websocket`): sent as `upgrade: <value>` with `connection: upgrade`.
+    /// `None` drops the client's Upgrade like any other hop-by-hop header.
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Writes the upstream request head into `out`.
@@ -116,6 +119,7 @@ pub fn write_upstream_request(
             continue;
         }
         if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"http2-settings")
             || reserved_request_header(name)
             || (nominations && connection_nominates(buf, headers, name))
             || mutations.removes_request(name)
@@ -158,6 +162,10 @@ pub fn write_upstream_request(
         Some(None) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         None => {}
     }
+    if let Some(u) = req.upgrade {
+        write_header(out, b"connection", b"upgrade");
+        write_header(out, b"upgrade", u);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -185,6 +193,9 @@ pub struct DownstreamResponse<'a> {
     pub close: bool,
     /// HTTP/1.0 client that asked for keep-alive and keeps it.
     pub keep_alive_10: bool,
+    /// A `101 Switching Protocols` being relayed: the upstream's Upgrade value, written back with
+    /// `connection: upgrade` in place of framing (the bytes after this head are the tunnel's).
+    pub upgrade: Option<&'a [u8]>,
 }
 
 /// Writes the response head for the client from the upstream's parsed head.
@@ -228,6 +239,12 @@ pub fn write_downstream_response(
     };
     for m in mutations.iter() {
         write_additions(out, &m.response_add, &present);
+    }
+    if let Some(u) = resp.upgrade {
+        write_header(out, b"connection", b"upgrade");
+        write_header(out, b"upgrade", u);
+        out.extend_from_slice(b"\r\n");
+        return;
     }
     write_framing_and_connection(
         out,
@@ -301,12 +318,53 @@ mod tests {
             request_id: b"",
             body: Some(Some(5)),
             use_remote_address,
+            upgrade: None,
         };
         let muts = Mutations {
             levels: [Some(m), None, None],
         };
         write_upstream_request(&mut out, &req, raw, &spans, &muts);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn upgrade_is_sent_only_when_enabled_and_h2c_settings_never() {
+        let raw = b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: websocket\r\n\
+HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nSec-WebSocket-Key: k\r\n\r\n";
+        let mut spans = Vec::new();
+        parse_request(raw, &mut spans, &Limits::default())
+            .unwrap()
+            .unwrap();
+        let none = HeaderMutations::default();
+        let muts = Mutations {
+            levels: [Some(&none), None, None],
+        };
+        let mut req = UpstreamRequest {
+            method: b"GET",
+            path: b"/ws",
+            host: b"a",
+            peer_ip: b"10.1.2.3",
+            request_id: b"",
+            body: None,
+            use_remote_address: false,
+            upgrade: None,
+        };
+        let mut out = Vec::new();
+        write_upstream_request(&mut out, &req, raw, &spans, &muts);
+        let plain = String::from_utf8(out).unwrap().to_ascii_lowercase();
+        for gone in ["upgrade", "http2-settings", "connection"] {
+            assert!(!plain.contains(gone), "{gone} leaked: {plain}");
+        }
+        assert!(plain.contains("sec-websocket-key: k\r\n"), "{plain}");
+        req.upgrade = Some(b"websocket");
+        let mut out = Vec::new();
+        write_upstream_request(&mut out, &req, raw, &spans, &muts);
+        let up = String::from_utf8(out).unwrap();
+        assert!(
+            up.ends_with("connection: upgrade\r\nupgrade: websocket\r\n\r\n"),
+            "{up}"
+        );
+        assert!(!up.to_ascii_lowercase().contains("http2-settings"), "{up}");
     }
 
     #[test]
@@ -384,6 +442,7 @@ Keep-Alive: timeout=5\r\nTE: trailers\r\nContent-Length: 5\r\nX-Forwarded-For: 1
             upstream_service_time_ms: Some(7),
             close: false,
             keep_alive_10: false,
+            upgrade: None,
         };
         let m = HeaderMutations::default();
         let muts = Mutations {

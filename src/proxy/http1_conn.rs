@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::transport::Transport;
 
 use crate::access_log::LogContext;
-use crate::config::{HttpConnectionManager, RouteAction};
+use crate::config::{ForwardAction, HttpConnectionManager, RouteAction};
 use crate::http1::encode::{write_header, write_status_line};
 use crate::http1::parse::{parse_request, BodyFraming, Limits, Method, RequestHead, Version};
 use crate::http1::{HeadView, HeaderLookup, HeaderSpan, Span};
@@ -25,6 +25,7 @@ use crate::proxy::flags::ResponseFlags;
 use crate::proxy::grpc;
 use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
 use crate::proxy::io::{read_append_until, write_all, IoFail};
+use crate::proxy::tunnel::Upgraded;
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::HttpStat;
@@ -157,8 +158,49 @@ pub async fn serve(
             Some(r) => r,
             None => break,
         };
-        handle_request(w, listener, &mut c, hcm, req).await;
+        if let Some((up, mut log)) = handle_request(w, listener, &mut c, hcm, &req).await {
+            // The upstream switched protocols: this connection is a tunnel from now on and
+            // ends with it, so the stream is moved out of `c` for good.
+            let Downstream {
+                stream,
+                rbuf,
+                ubuf,
+                head,
+                headers,
+                peer,
+                local,
+                ..
+            } = c;
+            super::tunnel::run(
+                w,
+                listener,
+                stream,
+                rbuf,
+                up,
+                ubuf,
+                hcm.stream_idle_timeout,
+                &mut log,
+            )
+            .await;
+            let parts = ConnParts {
+                head: &head,
+                headers: &headers,
+                peer,
+                local,
+            };
+            finish_request(w, listener, &parts, &req, &log);
+            return;
+        }
     }
+}
+
+/// What the access log needs of the connection (borrowed apart from `Downstream` so a tunnel
+/// can own the stream while the request is logged).
+struct ConnParts<'a> {
+    head: &'a [u8],
+    headers: &'a [HeaderSpan],
+    peer: SocketAddr,
+    local: SocketAddr,
 }
 
 /// Reads and parses the next request head. `None`: the connection is done (closed, timed out,
@@ -332,14 +374,15 @@ pub fn write_local_reply(
     out.extend_from_slice(body);
 }
 
-/// Routes and serves one parsed request, then logs it.
-async fn handle_request(
-    w: &Rc<Worker>,
+/// Routes and serves one parsed request, then logs it. `Some`: the upstream accepted an
+/// upgrade; the caller runs the tunnel and then finishes (logs) the request.
+async fn handle_request<'w>(
+    w: &'w Rc<Worker>,
     listener: usize,
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
-    req: Request,
-) {
+    req: &Request,
+) -> Option<(Upgraded, RequestLog<'w>)> {
     let stats = &w.shared.stats;
     let hs = stats.http.get(listener);
     if let Some(hs) = hs {
@@ -384,7 +427,7 @@ async fn handle_request(
                 hs.inc(w.index, HttpStat::NoRoute);
             }
             log.flags.insert(ResponseFlags::NO_ROUTE_FOUND);
-            local_reply(c, &req, &mut log, 404, b"", hcm, has_body, &[]).await;
+            local_reply(c, req, &mut log, 404, b"", hcm, has_body, &[]).await;
         }
         Some(m) => {
             log.route_name = &m.route.name;
@@ -408,23 +451,104 @@ async fn handle_request(
                         .flat_map(|m| m.response_add.iter())
                         .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
                         .collect();
-                    local_reply(c, &req, &mut log, d.status, body, hcm, has_body, &adds).await;
+                    local_reply(c, req, &mut log, d.status, body, hcm, has_body, &adds).await;
                 }
                 RouteAction::Forward(action) => {
                     let retry = action
                         .retry_policy
                         .as_ref()
                         .or(m.vhost.retry_policy.as_ref());
-                    super::forward::forward(
-                        w, listener, c, hcm, &req, m.route, action, retry, &mutations, &mut log,
+                    let upgrade = match upgrade_decision(c, req, hcm, action) {
+                        Ok(u) => u,
+                        Err(()) => {
+                            // Envoy: an upgrade the route does not allow is refused with 403,
+                            // and the connection closes (its payload may be no HTTP at all).
+                            local_reply(c, req, &mut log, 403, b"", hcm, true, &[]).await;
+                            finish_request(w, listener, &c.parts(), req, &log);
+                            return None;
+                        }
+                    };
+                    let upgraded = super::forward::forward(
+                        w,
+                        listener,
+                        c,
+                        hcm,
+                        req,
+                        m.route,
+                        action,
+                        retry,
+                        &mutations,
+                        &mut log,
+                        upgrade.as_deref(),
                     )
                     .await;
+                    if let Some(up) = upgraded {
+                        return Some((up, log));
+                    }
                 }
             }
         }
     }
 
-    // Stats and access log for the finished request.
+    finish_request(w, listener, &c.parts(), req, &log);
+    None
+}
+
+/// Which upgrade to ask the upstream for. `Ok(None)`: not an upgrade request, or `h2c`, which
+/// Envoy's HTTP/1.1 codec strips (the request goes on as plain HTTP/1.1 without Upgrade,
+/// Connection and HTTP2-Settings). `Err`: an upgrade neither the route nor the connection
+/// manager enables. Route `upgrade_configs` override the connection manager's, type by type.
+fn upgrade_decision(
+    c: &Downstream,
+    req: &Request,
+    hcm: &HttpConnectionManager,
+    action: &ForwardAction,
+) -> Result<Option<Vec<u8>>, ()> {
+    let Some(span) = req.head.upgrade else {
+        return Ok(None);
+    };
+    let value = span.get(&c.head);
+    if value.eq_ignore_ascii_case(b"h2c") {
+        return Ok(None);
+    }
+    let enabled = match action
+        .upgrade_overrides
+        .iter()
+        .find(|(t, _)| t.as_bytes().eq_ignore_ascii_case(value))
+    {
+        Some((_, on)) => *on,
+        None => hcm
+            .upgrade_types
+            .iter()
+            .any(|t| t.as_bytes().eq_ignore_ascii_case(value)),
+    };
+    if enabled {
+        Ok(Some(value.to_vec()))
+    } else {
+        Err(())
+    }
+}
+
+impl Downstream {
+    fn parts(&self) -> ConnParts<'_> {
+        ConnParts {
+            head: &self.head,
+            headers: &self.headers,
+            peer: self.peer,
+            local: self.local,
+        }
+    }
+}
+
+/// Stats and access log for a finished request.
+fn finish_request(
+    w: &Rc<Worker>,
+    listener: usize,
+    c: &ConnParts<'_>,
+    req: &Request,
+    log: &RequestLog<'_>,
+) {
+    let hs = w.shared.stats.http.get(listener);
     let elapsed = log.start.elapsed();
     if let Some(hs) = hs {
         hs.dec(w.index, HttpStat::DownstreamRqActive);
@@ -437,14 +561,14 @@ async fn handle_request(
         HistogramId::DownstreamRqTime(listener),
         elapsed.as_micros() as u64,
     );
-    write_access_log(w, listener, c, &req, &log, elapsed);
+    write_access_log(w, listener, c, req, log, elapsed);
     w.in_flight.set(w.in_flight.get().saturating_sub(1));
 }
 
 fn write_access_log(
     w: &Rc<Worker>,
     listener: usize,
-    c: &Downstream,
+    c: &ConnParts<'_>,
     req: &Request,
     log: &RequestLog<'_>,
     elapsed: Duration,
@@ -457,7 +581,7 @@ fn write_access_log(
     let Some(sink) = sink.as_mut() else {
         return;
     };
-    let head_view = req.view(&c.head, &c.headers);
+    let head_view = req.view(c.head, c.headers);
     let request_view = LoggedRequest {
         view: &head_view,
         generated_request_id: &log.generated_request_id,

@@ -11,4 +11,5 @@ pub mod http1_conn;
 pub mod io;
 pub mod router;
 pub mod stream_forward;
+pub mod tunnel;
 pub mod worker;
