@@ -85,7 +85,7 @@ fn curl_prior_knowledge_reaches_h1_upstream() {
     ]);
     assert_eq!(
         out,
-        format!("{}\n2", u.id()),
+        format!("{}\n\n2", u.id()),
         "body then the HTTP version curl used"
     );
     assert_eq!(
@@ -439,7 +439,7 @@ fn codec_type_http2_forces_h2() {
         "\n%{http_version}",
         &rw.url("/"),
     ]);
-    assert_eq!(out, format!("{}\n2", u.id()));
+    assert_eq!(out, format!("{}\n\n2", u.id()));
     // An HTTP/1.1 request on an HTTP2-only listener is not answered as HTTP/1.1.
     let h1 = RawConn::connect(rw.listen_port).and_then(|mut c| {
         c.timeout = Duration::from_secs(5);

@@ -58,16 +58,12 @@ pub fn local_reply_headers(
         "grpc-status",
         http_to_grpc_status(http_status).to_string().into_bytes(),
     ));
-    // Envoy leaves grpc-message out when its reply text is empty (no route); a client then
-    // shows only a number, so Ringway says the HTTP reason instead.
-    let message = if message.is_empty() {
-        crate::http1::encode::reason_phrase(http_status).as_bytes()
-    } else {
-        message
-    };
-    let mut m = Vec::with_capacity(message.len());
-    percent_encode(message, &mut m);
-    out.push(("grpc-message", m));
+    // As Envoy: no grpc-message when the reply has no text (no route).
+    if !message.is_empty() {
+        let mut m = Vec::with_capacity(message.len());
+        percent_encode(message, &mut m);
+        out.push(("grpc-message", m));
+    }
 }
 
 /// gRPC's `grpc-message` encoding: bytes outside printable ASCII, and `%` itself, become `%XX`.
@@ -133,12 +129,8 @@ mod tests {
         );
         h.clear();
         local_reply_headers(404, b"", &mut h);
+        assert_eq!(h.len(), 2, "no grpc-message for an empty body, as Envoy");
         assert_eq!(h[1], ("grpc-status", b"12".to_vec()));
-        assert_eq!(
-            h[2],
-            ("grpc-message", b"Not Found".to_vec()),
-            "the reason stands in"
-        );
         let mut m = Vec::new();
         percent_encode("50% \u{e9}\n".as_bytes(), &mut m);
         assert_eq!(m, b"50%25 %C3%A9%0A");

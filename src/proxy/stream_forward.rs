@@ -518,8 +518,19 @@ fn dropped_request_header(name: &HeaderName, value: &HeaderValue) -> bool {
 pub(crate) fn upstream_headers(req: &StreamRequest<'_>, request_id: &[u8]) -> HeaderMap {
     let src = &req.head.parts.headers;
     let mut out = HeaderMap::with_capacity(src.len() + 4);
+    // Fields an HTTP/1.1 client's `connection` header names are hop-by-hop too.
+    let nominated = |name: &HeaderName| {
+        src.get_all(http::header::CONNECTION).iter().any(|v| {
+            crate::http1::fields::list_elements(v.as_bytes())
+                .any(|t| t.eq_ignore_ascii_case(name.as_str().as_bytes()))
+        })
+    };
+    let has_connection = src.contains_key(http::header::CONNECTION);
     for (name, value) in src {
-        if dropped_request_header(name, value) || req.mutations.removes_request(name.as_ref()) {
+        if dropped_request_header(name, value)
+            || req.mutations.removes_request(name.as_ref())
+            || (has_connection && name != http::header::TE && nominated(name))
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -827,9 +838,6 @@ async fn attempt_h1(
     out.extend_from_slice(b" HTTP/1.1\r\n");
     write_header(&mut out, b"host", authority);
     for (name, value) in headers {
-        if name == http::header::TE {
-            continue;
-        }
         write_header(&mut out, name.as_str().as_bytes(), value.as_bytes());
     }
     let length_known = headers.contains_key(http::header::CONTENT_LENGTH);
