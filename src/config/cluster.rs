@@ -29,6 +29,7 @@ const CLUSTER: Message = Message {
         "eds_cluster_config",
         "health_checks",
         "outlier_detection",
+        "transport_socket",
     ],
     unsupported: &[
         "transport_socket_matches",
@@ -56,7 +57,6 @@ const CLUSTER: Message = Message {
         "least_request_lb_config",
         "round_robin_lb_config",
         "common_lb_config",
-        "transport_socket",
         "metadata",
         "protocol_selection",
         "upstream_connection_options",
@@ -318,6 +318,10 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
         Some(od) => health::outlier_detection(cx, &o.at("outlier_detection"), od).map(Some),
         None => Some(None),
     };
+    let tls = match o.get("transport_socket") {
+        Some(ts) => super::tls::upstream(cx, &o.at("transport_socket"), ts).map(Some),
+        None => Some(None),
+    };
 
     let eds = match (o.get("eds_cluster_config"), discovery) {
         (Some(e), Some(DiscoveryType::Eds)) => {
@@ -360,7 +364,7 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
             health_checks: health_checks?,
             outlier: outlier?,
             protocol: UpstreamProtocol::Http1,
-            tls: None,
+            tls: tls?,
         })
     })();
     (built, name)
