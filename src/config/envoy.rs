@@ -545,7 +545,7 @@ fn filter_chains(
         let has_tls = fc.has("transport_socket");
         let server_names = match fc.get("filter_chain_match") {
             Some(m) => filter_chain_match(cx, &fc.at("filter_chain_match"), m, has_tls),
-            None => Vec::new(),
+            None => Some(Vec::new()),
         };
         if let Some(t) = fc.get("transport_socket_connect_timeout") {
             if let Some(d) =
@@ -554,14 +554,17 @@ fn filter_chains(
                 handshake_timeout = Some(handshake_timeout.map_or(d, |h| h.max(d)));
             }
         }
-        names.push((i, server_names.clone()));
+        // A chain whose names were refused takes no part in the overlap checks below.
+        if let Some(n) = &server_names {
+            names.push((i, n.clone()));
+        }
         match fc.get("transport_socket") {
             Some(ts) => {
                 if let Some(context) = super::tls::downstream(cx, &fc.at("transport_socket"), ts) {
                     tls_chains.push((
                         i,
                         TlsFilterChain {
-                            server_names,
+                            server_names: server_names.unwrap_or_default(),
                             context,
                         },
                     ));
@@ -616,10 +619,10 @@ fn filter_chains(
 
 /// `filter_chain_match`: `server_names` (exact or `*.suffix`, lowercased) and, as Envoy writes it
 /// next to them, `transport_protocol` (which must agree with the chain's transport socket).
-fn filter_chain_match(cx: &mut Cx, path: &str, v: &Value, has_tls: bool) -> Vec<String> {
-    let Some(o) = obj(cx, path, v, &FILTER_CHAIN_MATCH) else {
-        return Vec::new();
-    };
+/// `None` when a name was refused.
+fn filter_chain_match(cx: &mut Cx, path: &str, v: &Value, has_tls: bool) -> Option<Vec<String>> {
+    let before = cx.errs.len();
+    let o = obj(cx, path, v, &FILTER_CHAIN_MATCH)?;
     if let Some(t) = o.get("transport_protocol") {
         if let Some(t) = string(cx, &o.at("transport_protocol"), t) {
             let want = if has_tls { "tls" } else { "raw_buffer" };
@@ -633,7 +636,7 @@ fn filter_chain_match(cx: &mut Cx, path: &str, v: &Value, has_tls: bool) -> Vec<
     }
     let mut out = Vec::new();
     let Some(sn) = o.get("server_names") else {
-        return out;
+        return Some(out);
     };
     let sp = o.at("server_names");
     for (i, n) in list(cx, &sp, sn).unwrap_or_default().iter().enumerate() {
@@ -666,13 +669,17 @@ fn filter_chain_match(cx: &mut Cx, path: &str, v: &Value, has_tls: bool) -> Vec<
         }
         out.push(name);
     }
-    if out.is_empty() && !cx.errs.iter().any(|e| e.path.starts_with(&sp)) {
+    if cx.errs[before..].iter().any(|e| e.path.starts_with(&sp)) {
+        return None;
+    }
+    if out.is_empty() {
         cx.err(
             &sp,
             "must not be empty (omit it to match every server name)",
         );
+        return None;
     }
-    out
+    Some(out)
 }
 
 /// One chain's `filters`: exactly one http_connection_manager, last.

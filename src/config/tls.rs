@@ -504,6 +504,8 @@ fn validation_context(cx: &mut Cx, path: &str, v: &Value) -> Option<(Option<Data
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     #[test]
     fn base64() {
@@ -512,5 +514,493 @@ mod tests {
         assert_eq!(base64_decode("aGVs\nbG8h").unwrap(), b"hello!");
         assert!(base64_decode("aGV*").is_none());
         assert!(base64_decode("aG=Vs").is_none());
+    }
+
+    /// A directory with a CA-less self-signed pair `a.crt`/`a.key` and a second key `b.key`.
+    struct Files(PathBuf);
+
+    impl Files {
+        fn new() -> Files {
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir =
+                std::env::temp_dir().join(format!("ringway-config-tls-{}-{n}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let k = rcgen::KeyPair::generate().unwrap();
+            let c = rcgen::CertificateParams::new(vec!["a.example".into()])
+                .unwrap()
+                .self_signed(&k)
+                .unwrap();
+            std::fs::write(dir.join("a.crt"), c.pem()).unwrap();
+            std::fs::write(dir.join("a.key"), k.serialize_pem()).unwrap();
+            let other = rcgen::KeyPair::generate().unwrap();
+            std::fs::write(dir.join("b.key"), other.serialize_pem()).unwrap();
+            Files(dir)
+        }
+
+        fn path(&self, name: &str) -> String {
+            self.0.join(name).display().to_string()
+        }
+
+        /// A `tls_certificates` entry from files.
+        fn cert(&self) -> String {
+            format!(
+                "{{certificate_chain: {{filename: '{}'}}, private_key: {{filename: '{}'}}}}",
+                self.path("a.crt"),
+                self.path("a.key")
+            )
+        }
+    }
+
+    impl Drop for Files {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const HCM: &str = "      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config: {virtual_hosts: [{name: v, domains: ['*'], routes: [{match: {prefix: /}, route: {cluster: c}}]}]}
+          http_filters: [{name: envoy.filters.http.router}]
+";
+
+    /// A downstream transport socket with `common` as its common_tls_context body (and `extra`
+    /// fields of the DownstreamTlsContext).
+    fn ts(common: &str, extra: &str) -> String {
+        format!(
+            "      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          '@type': {DOWNSTREAM_TYPE}
+          common_tls_context: {{{common}}}
+{extra}"
+        )
+    }
+
+    /// A listener whose filter chains are `chains` (each: text after `filters`), plus `cluster`
+    /// fields for cluster `c`.
+    fn config(listener_extra: &str, chains: &[String], cluster: &str) -> String {
+        let mut out = format!(
+            "static_resources:
+  listeners:
+  - address: {{socket_address: {{address: 127.0.0.1, port_value: 8443}}}}
+{listener_extra}    filter_chains:
+"
+        );
+        for c in chains {
+            out.push_str("    - filters:\n");
+            out.push_str(HCM);
+            out.push_str(c);
+        }
+        out.push_str(&format!("  clusters:\n  - name: c\n{cluster}"));
+        out
+    }
+
+    fn run(yaml: &str) -> Result<Bootstrap, Vec<String>> {
+        let v: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let mut cx = Cx::default();
+        let b = super::super::envoy::bootstrap(&mut cx, &v);
+        if cx.errs.is_empty() {
+            Ok(b.unwrap())
+        } else {
+            Err(cx
+                .errs
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect())
+        }
+    }
+
+    fn errors(yaml: &str) -> Vec<String> {
+        run(yaml).map(|_| ()).unwrap_err()
+    }
+
+    const L: &str = "static_resources.listeners[0].filter_chains";
+
+    #[test]
+    fn downstream_chains_and_every_field() {
+        let f = Files::new();
+        let inline_crt = std::fs::read_to_string(f.path("a.crt")).unwrap();
+        let inline_key = std::fs::read_to_string(f.path("a.key")).unwrap();
+        let a = format!(
+            "      filter_chain_match: {{server_names: [A.Example, '*.wild.example'], transport_protocol: tls}}
+      transport_socket_connect_timeout: 3s
+{}",
+            ts(
+                &format!(
+                    "tls_certificates: [{}], alpn_protocols: [http/1.1], tls_params: {{tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_3}}",
+                    f.cert()
+                ),
+                "          disable_stateless_session_resumption: true
+          disable_stateful_session_resumption: true
+          require_client_certificate: false
+"
+            )
+        );
+        let default = format!(
+            "      transport_socket_connect_timeout: 5s\n{}",
+            ts(
+                &format!(
+                    "tls_certificates: [{{certificate_chain: {{inline_string: {}}}, private_key: {{inline_string: {}}}}}]",
+                    serde_json::to_string(&inline_crt).unwrap(),
+                    serde_json::to_string(&inline_key).unwrap()
+                ),
+                ""
+            )
+        );
+        let b = run(&config(
+            "    listener_filters: [{name: envoy.filters.listener.tls_inspector, typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}}]\n",
+            &[a, default],
+            "",
+        ))
+        .unwrap();
+        let tls = b.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(5));
+        assert_eq!(tls.chains.len(), 2);
+        let (a, d) = (&tls.chains[0], &tls.chains[1]);
+        assert_eq!(a.server_names, ["a.example", "*.wild.example"]);
+        assert_eq!(
+            a.context.certificates[0].certificate_chain,
+            DataSource::File(f.path("a.crt").into())
+        );
+        assert_eq!(a.context.alpn_protocols, ["http/1.1"]);
+        assert_eq!(
+            a.context.versions,
+            TlsVersions {
+                min: TlsVersion::Tls13,
+                max: TlsVersion::Tls13
+            }
+        );
+        assert!(a.context.disable_stateless_session_resumption);
+        assert!(a.context.disable_stateful_session_resumption);
+        assert!(d.server_names.is_empty());
+        assert_eq!(
+            d.context.certificates[0].private_key,
+            DataSource::Inline(inline_key.into_bytes())
+        );
+        assert!(d.context.alpn_protocols.is_empty());
+        assert_eq!(d.context.versions, TlsVersions::default());
+        assert!(!d.context.disable_stateless_session_resumption);
+    }
+
+    #[test]
+    fn handshake_timeout_default_and_plain_listener() {
+        let f = Files::new();
+        let b = run(&config(
+            "",
+            &[ts(&format!("tls_certificates: [{}]", f.cert()), "")],
+            "",
+        ))
+        .unwrap();
+        let tls = b.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(10));
+        assert!(run(&config("", &[String::new()], "")).unwrap().listeners[0]
+            .tls
+            .is_none());
+    }
+
+    #[test]
+    fn certificate_errors_name_the_field() {
+        let f = Files::new();
+        let missing = format!(
+            "tls_certificates: [{{certificate_chain: {{filename: /nonexistent/x.crt}}, private_key: {{filename: '{}'}}}}]",
+            f.path("a.key")
+        );
+        let e = errors(&config("", &[ts(&missing, "")], ""));
+        let base =
+            format!("{L}[0].transport_socket.typed_config.common_tls_context.tls_certificates[0]");
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with(&format!(
+                "{base}.certificate_chain.filename: cannot read /nonexistent/x.crt"
+            )),
+            "{e:#?}"
+        );
+
+        let bad_key = format!(
+            "tls_certificates: [{{certificate_chain: {{filename: '{}'}}, private_key: {{inline_string: nope}}}}]",
+            f.path("a.crt")
+        );
+        let e = errors(&config("", &[ts(&bad_key, "")], ""));
+        assert_eq!(
+            e,
+            [format!("{base}.private_key.inline_string: no PEM PRIVATE KEY block found (PKCS#8, RSA or EC)")]
+        );
+
+        let not_pem = format!(
+            "tls_certificates: [{{certificate_chain: {{inline_bytes: aGVsbG8=}}, private_key: {{filename: '{}'}}}}]",
+            f.path("a.key")
+        );
+        let e = errors(&config("", &[ts(&not_pem, "")], ""));
+        assert_eq!(
+            e,
+            [format!(
+                "{base}.certificate_chain.inline_bytes: no PEM CERTIFICATE block found"
+            )]
+        );
+
+        let mismatch = format!(
+            "tls_certificates: [{{certificate_chain: {{filename: '{}'}}, private_key: {{filename: '{}'}}}}]",
+            f.path("a.crt"),
+            f.path("b.key")
+        );
+        let e = errors(&config("", &[ts(&mismatch, "")], ""));
+        assert_eq!(
+            e,
+            [format!(
+                "{base}: the private key does not match the certificate's public key"
+            )]
+        );
+
+        let both = format!(
+            "tls_certificates: [{{certificate_chain: {{filename: '{}', inline_string: x}}, private_key: {{}}}}]",
+            f.path("a.crt")
+        );
+        let e = errors(&config("", &[ts(&both, "")], ""));
+        assert_eq!(
+            e,
+            [
+                format!("{base}.certificate_chain: set only one of filename, inline_string, inline_bytes (found filename, inline_string)"),
+                format!("{base}.private_key: one of filename, inline_string or inline_bytes is required"),
+            ]
+        );
+
+        let e = errors(&config("", &[ts("tls_certificates: []", "")], ""));
+        assert_eq!(
+            e,
+            [format!("{L}[0].transport_socket.typed_config.common_tls_context.tls_certificates: at least one certificate is required")]
+        );
+        let e = errors(&config("", &[ts("alpn_protocols: [h2]", "")], ""));
+        assert_eq!(
+            e,
+            [format!("{L}[0].transport_socket.typed_config.common_tls_context.tls_certificates: required field is missing (a TLS listener needs a certificate)")]
+        );
+    }
+
+    #[test]
+    fn unsupported_downstream_fields() {
+        let f = Files::new();
+        let common = format!(
+            "tls_certificates: [{}], tls_params: {{tls_minimum_protocol_version: TLSv1_1, cipher_suites: [x]}}, validation_context: {{}}",
+            f.cert()
+        );
+        let e = errors(&config(
+            "",
+            &[ts(
+                &common,
+                "          require_client_certificate: true\n          session_ticket_keys: {}\n",
+            )],
+            "",
+        ));
+        let base = format!("{L}[0].transport_socket.typed_config");
+        assert_eq!(
+            e,
+            [
+                format!("{base}.session_ticket_keys: field session_ticket_keys is not supported by Ringway"),
+                format!("{base}.require_client_certificate: client certificates (mutual TLS) are not supported by Ringway"),
+                format!("{base}.common_tls_context.tls_params.cipher_suites: field cipher_suites is not supported by Ringway"),
+                format!("{base}.common_tls_context.tls_params.tls_minimum_protocol_version: TLSv1_1 is not supported by Ringway (rustls speaks only TLSv1_2 and TLSv1_3)"),
+                format!("{base}.common_tls_context.validation_context: client certificate validation (mutual TLS) is not supported by Ringway"),
+            ]
+        );
+        let inverted = format!(
+            "tls_certificates: [{}], tls_params: {{tls_minimum_protocol_version: TLSv1_3, tls_maximum_protocol_version: TLSv1_2}}",
+            f.cert()
+        );
+        let e = errors(&config("", &[ts(&inverted, "")], ""));
+        assert_eq!(
+            e,
+            [format!("{base}.common_tls_context.tls_params.tls_minimum_protocol_version: the minimum version is above tls_maximum_protocol_version")]
+        );
+        let raw = "      transport_socket: {name: envoy.transport_sockets.raw_buffer, typed_config: {}}\n";
+        let e = errors(&config("", &[raw.to_string()], ""));
+        assert_eq!(
+            e,
+            [format!("{L}[0].transport_socket.name: transport socket envoy.transport_sockets.raw_buffer is not supported by Ringway (only envoy.transport_sockets.tls)")]
+        );
+        let upstream_type = format!(
+            "      transport_socket: {{name: envoy.transport_sockets.tls, typed_config: {{'@type': {UPSTREAM_TYPE}}}}}\n"
+        );
+        let e = errors(&config("", &[upstream_type], ""));
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with(&format!(
+                "{L}[0].transport_socket.typed_config.@type: {UPSTREAM_TYPE} is not supported here"
+            )),
+            "{e:#?}"
+        );
+        let e = errors(&config(
+            "    listener_filters: [{name: envoy.filters.listener.http_inspector}]\n",
+            &[String::new()],
+            "",
+        ));
+        assert_eq!(
+            e,
+            ["static_resources.listeners[0].listener_filters[0]: listener filter envoy.filters.listener.http_inspector is not supported by Ringway (only envoy.filters.listener.tls_inspector)"]
+        );
+    }
+
+    #[test]
+    fn filter_chain_rules() {
+        let f = Files::new();
+        let tls = |names: &str| {
+            format!(
+                "      filter_chain_match: {{server_names: [{names}]}}\n{}",
+                ts(&format!("tls_certificates: [{}]", f.cert()), "")
+            )
+        };
+        // Same server name twice, and two default chains.
+        let e = errors(&config(
+            "",
+            &[
+                tls("a.example"),
+                tls("b.example, a.example"),
+                ts(&format!("tls_certificates: [{}]", f.cert()), ""),
+                ts(&format!("tls_certificates: [{}]", f.cert()), ""),
+            ],
+            "",
+        ));
+        assert_eq!(
+            e,
+            [
+                format!("{L}[1].filter_chain_match.server_names[1]: server name a.example is already matched by {L}[0]"),
+                format!("{L}[3]: {L}[2] already matches every server name (no filter_chain_match.server_names); only one such default chain is allowed"),
+            ]
+        );
+        // TLS and plain chains mixed; server_names without TLS; other match fields.
+        let e = errors(&config(
+            "",
+            &[
+                tls("a.example"),
+                "      filter_chain_match: {server_names: [b.example], destination_port: 443}\n"
+                    .to_string(),
+            ],
+            "",
+        ));
+        assert_eq!(
+            e,
+            [
+                format!("{L}[1].filter_chain_match.destination_port: field destination_port is not supported by Ringway"),
+                format!("{L}[1].filter_chain_match.server_names[0]: matching on server names needs a TLS transport_socket on this filter chain"),
+                format!("{L}[1]: {L}[0] terminates TLS but this chain has no transport_socket; Ringway does not mix TLS and plain filter chains on one listener (use two listeners)"),
+            ]
+        );
+        // Different connection managers.
+        let mut yaml = config("", &[tls("a.example"), tls("b.example")], "");
+        let second = yaml.rfind("stat_prefix: ingress").unwrap();
+        yaml.replace_range(
+            second..second + "stat_prefix: ingress".len(),
+            "stat_prefix: other",
+        );
+        let e = errors(&yaml);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(
+            e[0].starts_with(&format!("{L}[1].filters: differs from {L}[0].filters")),
+            "{e:#?}"
+        );
+        let e = errors(&config("", &[tls("'*'"), tls("'a.*.example'")], ""));
+        assert_eq!(
+            e,
+            [
+                format!("{L}[0].filter_chain_match.server_names[0]: \"*\" is not a server name (expected a host name or *.suffix)"),
+                format!("{L}[1].filter_chain_match.server_names[0]: \"a.*.example\" is not a server name (expected a host name or *.suffix)"),
+            ]
+        );
+    }
+
+    fn upstream_ts(body: &str) -> String {
+        format!(
+            "    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        '@type': {UPSTREAM_TYPE}
+{body}"
+        )
+    }
+
+    #[test]
+    fn upstream_contexts() {
+        let f = Files::new();
+        let b = run(&config(
+            "",
+            &[String::new()],
+            &upstream_ts(&format!(
+                "        sni: API.example
+        common_tls_context:
+          alpn_protocols: [h2]
+          tls_certificates: [{}]
+          tls_params: {{tls_maximum_protocol_version: TLSv1_2}}
+          validation_context: {{trusted_ca: {{filename: '{}'}}}}
+",
+                f.cert(),
+                f.path("a.crt")
+            )),
+        ))
+        .unwrap();
+        let t = b.clusters[0].tls.as_ref().unwrap();
+        assert_eq!(t.sni.as_deref(), Some("API.example"));
+        assert_eq!(t.trusted_ca, Some(DataSource::File(f.path("a.crt").into())));
+        assert!(t.verify);
+        assert_eq!(t.alpn_protocols, ["h2"]);
+        assert_eq!(t.versions.max, TlsVersion::Tls12);
+        assert!(t.client_certificate.is_some());
+
+        let b = run(&config(
+            "",
+            &[String::new()],
+            &upstream_ts("        common_tls_context: {validation_context: {trust_chain_verification: ACCEPT_UNTRUSTED}}\n"),
+        ))
+        .unwrap();
+        let t = b.clusters[0].tls.as_ref().unwrap();
+        assert!(!t.verify && t.trusted_ca.is_none() && t.sni.is_none());
+
+        // No common_tls_context at all: verification on, system roots.
+        let b = run(&config("", &[String::new()], &upstream_ts(""))).unwrap();
+        let t = b.clusters[0].tls.as_ref().unwrap();
+        assert!(t.verify && t.trusted_ca.is_none() && t.alpn_protocols.is_empty());
+        assert!(b.clusters[1..].is_empty() && b.clusters[0].tls.is_some());
+    }
+
+    #[test]
+    fn upstream_errors() {
+        let f = Files::new();
+        let e = errors(&config(
+            "",
+            &[String::new()],
+            &upstream_ts(&format!(
+                "        sni: 'bad name'
+        auto_host_sni: true
+        common_tls_context:
+          tls_certificates: [{c}, {c}]
+          validation_context:
+            trusted_ca: {{inline_string: nothing}}
+            match_subject_alt_names: [{{exact: x}}]
+            trust_chain_verification: MAYBE
+",
+                c = f.cert()
+            )),
+        ));
+        let base = "static_resources.clusters[0].transport_socket.typed_config";
+        assert_eq!(
+            e,
+            [
+                format!("{base}.auto_host_sni: field auto_host_sni is not supported by Ringway"),
+                format!("{base}.sni: \"bad name\" is not a valid server name"),
+                format!("{base}.common_tls_context.tls_certificates: at most one client certificate is allowed"),
+                format!("{base}.common_tls_context.validation_context.match_subject_alt_names: field match_subject_alt_names is not supported by Ringway"),
+                format!("{base}.common_tls_context.validation_context.trust_chain_verification: unknown value MAYBE (expected one of VERIFY_TRUST_CHAIN, ACCEPT_UNTRUSTED)"),
+            ]
+        );
+        let e = errors(&config(
+            "",
+            &[String::new()],
+            &upstream_ts("        common_tls_context: {validation_context: {trusted_ca: {inline_string: nothing}}}\n"),
+        ));
+        assert_eq!(
+            e,
+            [format!("{base}.common_tls_context.validation_context.trusted_ca.inline_string: no PEM CERTIFICATE block found")]
+        );
     }
 }

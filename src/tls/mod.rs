@@ -88,16 +88,80 @@ pub fn parse_private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, String> {
 }
 
 /// A certificate chain and its key, checked to belong together.
+///
+/// The check compares the key's public half with the leaf's SubjectPublicKeyInfo, read straight
+/// from the DER: rustls' own check parses the certificate with webpki, which refuses X.509 v1
+/// certificates, and those are still what `openssl req -x509` made for years (Envoy's own
+/// front-proxy example serves one). A server only sends its certificate, so v1 is fine to serve.
 pub fn certified_key(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<CertifiedKey, String> {
-    CertifiedKey::from_der(chain, key, &provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => {
-            "the private key does not match the certificate's public key".to_string()
+    let signer = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| format!("unusable private key: {e}"))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| "no certificate in the chain".to_string())?;
+    let spki = leaf_spki(leaf.as_ref())
+        .ok_or_else(|| "the first certificate is not a DER X.509 certificate".to_string())?;
+    if let Some(public) = signer.public_key() {
+        if public.as_ref() != spki {
+            return Err("the private key does not match the certificate's public key".into());
         }
-        other => format!("unusable certificate or key: {other}"),
-    })
+    }
+    Ok(CertifiedKey::new(chain, signer))
+}
+
+/// One DER element: (tag, content, the whole element, what follows it).
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+    let tag = *input.first()?;
+    let first = *input.get(1)?;
+    let (len, header) = if first < 0x80 {
+        (usize::from(first), 2)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return None;
+        }
+        let mut len = 0usize;
+        for b in input.get(2..2 + n)? {
+            len = (len << 8) | usize::from(*b);
+        }
+        (len, 2 + n)
+    };
+    let end = header.checked_add(len)?;
+    Some((
+        tag,
+        input.get(header..end)?,
+        input.get(..end)?,
+        input.get(end..)?,
+    ))
+}
+
+/// The SubjectPublicKeyInfo element of a certificate (any X.509 version).
+fn leaf_spki(cert: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const VERSION: u8 = 0xa0;
+    let (SEQUENCE, body, _, _) = der_element(cert)? else {
+        return None;
+    };
+    let (SEQUENCE, tbs, _, _) = der_element(body)? else {
+        return None;
+    };
+    let mut rest = tbs;
+    if let (VERSION, _, _, after) = der_element(rest)? {
+        rest = after;
+    }
+    // serialNumber, signature, issuer, validity, subject.
+    for _ in 0..5 {
+        rest = der_element(rest)?.3;
+    }
+    match der_element(rest)? {
+        (SEQUENCE, _, spki, _) => Some(spki),
+        _ => None,
+    }
 }
 
 /// Reads and checks a `TlsCertificate` (used at start-up and on every reload).
@@ -172,6 +236,37 @@ mod tests {
             .contains("no PEM PRIVATE KEY"));
         let bad = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
         assert!(parse_certificates(bad.as_bytes()).is_err());
+        // Valid base64 that is no certificate.
+        let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8=\n-----END CERTIFICATE-----\n";
+        let e = certified_key(
+            parse_certificates(junk.as_bytes()).unwrap(),
+            parse_private_key(k1.as_bytes()).unwrap(),
+        )
+        .unwrap_err();
+        assert!(e.contains("not a DER X.509"), "{e}");
+    }
+
+    #[test]
+    fn x509_v1_certificates_are_served() {
+        // Envoy's front-proxy example: an X.509 v1 certificate (no extensions) and its RSA key.
+        let yaml = include_str!("../../examples/envoy-front-proxy.yaml");
+        let block = |begin: &str, end: &str| -> String {
+            let start = yaml.find(begin).unwrap();
+            let stop = yaml.find(end).unwrap() + end.len();
+            yaml[start..stop]
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let cert = block("-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----");
+        let key = block("-----BEGIN PRIVATE KEY-----", "-----END PRIVATE KEY-----");
+        let chain = parse_certificates(cert.as_bytes()).unwrap();
+        assert!(leaf_spki(chain[0].as_ref()).is_some());
+        certified_key(chain.clone(), parse_private_key(key.as_bytes()).unwrap()).unwrap();
+        let (_, other) = leaf("x");
+        let e = certified_key(chain, parse_private_key(other.as_bytes()).unwrap()).unwrap_err();
+        assert!(e.contains("does not match"), "{e}");
     }
 
     #[test]
