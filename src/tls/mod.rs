@@ -114,8 +114,17 @@ pub fn certified_key(
     Ok(CertifiedKey::new(chain, signer))
 }
 
-/// One DER element: (tag, content, the whole element, what follows it).
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// One DER element of a larger input.
+struct Der<'a> {
+    tag: u8,
+    content: &'a [u8],
+    /// The element with its tag and length.
+    whole: &'a [u8],
+    /// What follows the element.
+    rest: &'a [u8],
+}
+
+fn der_element(input: &[u8]) -> Option<Der<'_>> {
     let tag = *input.first()?;
     let first = *input.get(1)?;
     let (len, header) = if first < 0x80 {
@@ -132,36 +141,32 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
         (len, 2 + n)
     };
     let end = header.checked_add(len)?;
-    Some((
+    Some(Der {
         tag,
-        input.get(header..end)?,
-        input.get(..end)?,
-        input.get(end..)?,
-    ))
+        content: input.get(header..end)?,
+        whole: input.get(..end)?,
+        rest: input.get(end..)?,
+    })
 }
 
 /// The SubjectPublicKeyInfo element of a certificate (any X.509 version).
 fn leaf_spki(cert: &[u8]) -> Option<&[u8]> {
     const SEQUENCE: u8 = 0x30;
     const VERSION: u8 = 0xa0;
-    let (SEQUENCE, body, _, _) = der_element(cert)? else {
-        return None;
-    };
-    let (SEQUENCE, tbs, _, _) = der_element(body)? else {
-        return None;
-    };
-    let mut rest = tbs;
-    if let (VERSION, _, _, after) = der_element(rest)? {
-        rest = after;
+    let certificate = der_element(cert).filter(|d| d.tag == SEQUENCE)?;
+    let tbs = der_element(certificate.content).filter(|d| d.tag == SEQUENCE)?;
+    let mut rest = tbs.content;
+    let first = der_element(rest)?;
+    if first.tag == VERSION {
+        rest = first.rest;
     }
     // serialNumber, signature, issuer, validity, subject.
     for _ in 0..5 {
-        rest = der_element(rest)?.3;
+        rest = der_element(rest)?.rest;
     }
-    match der_element(rest)? {
-        (SEQUENCE, _, spki, _) => Some(spki),
-        _ => None,
-    }
+    der_element(rest)
+        .filter(|d| d.tag == SEQUENCE)
+        .map(|d| d.whole)
 }
 
 /// Reads and checks a `TlsCertificate` (used at start-up and on every reload).
