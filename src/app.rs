@@ -88,6 +88,20 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     crate::control::resolve_dns_clusters(&bootstrap, &hub)?;
     let eds = crate::control::load_eds_clusters(&bootstrap, &hub)?;
 
+    // TLS: every listener's server configs and every cluster's client config, built before binding
+    // so a certificate that fails now stops start-up.
+    let mut server_tls = crate::tls::reload::ServerTlsBuilder::new(&bootstrap)?;
+    let mut upstream_tls = Vec::with_capacity(bootstrap.clusters.len());
+    for c in &bootstrap.clusters {
+        upstream_tls.push(match &c.tls {
+            Some(t) => Some(Arc::new(
+                crate::tls::client::ClusterTls::new(t, c.protocol)
+                    .map_err(|e| format!("cluster '{}': transport_socket: {e}", c.name))?,
+            )),
+            None => None,
+        });
+    }
+
     // Bind everything before starting any thread that serves.
     let mut bound = Vec::new();
     for l in &bootstrap.listeners {
@@ -118,7 +132,12 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     }
     crate::control::spawn(bootstrap.clone(), hub.clone(), eds);
 
-    crate::upstream::health::spawn(bootstrap.clone(), hub.clone(), stats.clone());
+    crate::upstream::health::spawn(
+        bootstrap.clone(),
+        hub.clone(),
+        stats.clone(),
+        upstream_tls.clone(),
+    );
     install_signal_handlers(state.clone())?;
 
     let shared = Arc::new(Shared {
@@ -137,6 +156,7 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
             retry_buffer_bytes: cli.retry_buffer_bytes,
             max_idle_per_endpoint: cli.max_idle_per_endpoint,
         },
+        upstream_tls,
     });
     let mut per_listener: Vec<Vec<std::net::TcpListener>> =
         bound.iter_mut().map(BoundListener::take_sockets).collect();
@@ -155,8 +175,10 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
                 .histograms
                 .worker(bootstrap.clusters.len(), bootstrap.listeners.len()),
             access_log: sink.as_ref().map(AccessLogSink::worker),
+            tls: server_tls.subscribe(),
         });
     }
+    server_tls.spawn();
     let handles = spawn_workers(&plan, specs).map_err(|e| format!("cannot start workers: {e}"))?;
     for l in &bound {
         info!("listener '{}' on {}", l.name, l.local_addr);

@@ -24,5 +24,6 @@ pub mod rng;
 pub mod runtime;
 pub mod server;
 pub mod stats;
+pub mod tls;
 pub mod transport;
 pub mod upstream;

@@ -125,26 +125,121 @@ fn route_to_undefined_cluster() {
 }
 
 #[test]
-fn tls_transport_socket_is_not_supported_yet() {
+fn tls_transport_socket_needs_its_context() {
     only(
         Cfg {
             chain: "      transport_socket: {name: envoy.transport_sockets.tls}\n",
             ..OK
         },
-        "static_resources.listeners[0].filter_chains[0].transport_socket",
-        "TLS (transport_socket) is not supported yet",
+        "static_resources.listeners[0].filter_chains[0].transport_socket.typed_config",
+        "required field is missing",
+    );
+}
+
+/// A DownstreamTlsContext whose `common_tls_context` body is `common`.
+fn tls_chain(common: &str) -> String {
+    format!(
+        "      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context: {{{common}}}
+"
+    )
+}
+
+const TLS0: &str =
+    "static_resources.listeners[0].filter_chains[0].transport_socket.typed_config.common_tls_context";
+
+#[test]
+fn missing_certificate_file_names_the_field() {
+    let chain = tls_chain(
+        "tls_certificates: [{certificate_chain: {filename: /nonexistent/cert.pem}, private_key: {filename: /nonexistent/key.pem}}]",
+    );
+    let yaml = Cfg {
+        chain: Box::leak(chain.into_boxed_str()),
+        ..OK
+    }
+    .yaml();
+    let e = errors(&yaml);
+    let got: Vec<(&str, &str)> = e
+        .iter()
+        .map(|e| (e.path.as_str(), e.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                format!("{TLS0}.tls_certificates[0].certificate_chain.filename").as_str(),
+                "cannot read /nonexistent/cert.pem: No such file or directory (os error 2)"
+            ),
+            (
+                format!("{TLS0}.tls_certificates[0].private_key.filename").as_str(),
+                "cannot read /nonexistent/key.pem: No such file or directory (os error 2)"
+            ),
+        ]
     );
 }
 
 #[test]
-fn filter_chain_match_is_not_supported() {
+fn tls_versions_below_1_2_are_refused() {
+    let chain = tls_chain(
+        "tls_certificates: [{certificate_chain: {filename: /nonexistent/c}, private_key: {filename: /nonexistent/k}}], tls_params: {tls_minimum_protocol_version: TLSv1_0}",
+    );
+    let e = errors(
+        &Cfg {
+            chain: Box::leak(chain.into_boxed_str()),
+            ..OK
+        }
+        .yaml(),
+    );
+    let versions: Vec<_> = e
+        .iter()
+        .filter(|e| e.path.ends_with("tls_params.tls_minimum_protocol_version"))
+        .collect();
+    assert_eq!(versions.len(), 1, "{e:#?}");
+    assert_eq!(
+        versions[0].path,
+        format!("{TLS0}.tls_params.tls_minimum_protocol_version")
+    );
+    assert!(versions[0]
+        .message
+        .contains("rustls speaks only TLSv1_2 and TLSv1_3"));
+}
+
+#[test]
+fn server_names_need_tls() {
     only(
         Cfg {
-            chain: "      filter_chain_match: {server_names: [a]}\n",
+            chain: "      filter_chain_match: {server_names: [a.example]}\n",
             ..OK
         },
-        "static_resources.listeners[0].filter_chains[0].filter_chain_match",
+        "static_resources.listeners[0].filter_chains[0].filter_chain_match.server_names[0]",
+        "needs a TLS transport_socket",
+    );
+}
+
+#[test]
+fn other_filter_chain_match_fields_are_not_supported() {
+    only(
+        Cfg {
+            chain: "      filter_chain_match: {destination_port: 443}\n",
+            ..OK
+        },
+        "static_resources.listeners[0].filter_chains[0].filter_chain_match.destination_port",
         "not supported by Ringway",
+    );
+}
+
+#[test]
+fn upstream_tls_with_a_bad_ca_names_the_field() {
+    only(
+        Cfg {
+            clusters: "  - name: svc\n    transport_socket:\n      name: envoy.transport_sockets.tls\n      typed_config:\n        \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext\n        common_tls_context: {validation_context: {trusted_ca: {filename: /nonexistent/ca.pem}}}\n",
+            ..OK
+        },
+        "static_resources.clusters[0].transport_socket.typed_config.common_tls_context.validation_context.trusted_ca.filename",
+        "cannot read /nonexistent/ca.pem",
     );
 }
 
@@ -577,7 +672,7 @@ fn unsupported_access_logger() {
 }
 
 #[test]
-fn only_one_filter_chain() {
+fn further_filter_chains_must_repeat_the_first_and_not_overlap() {
     let yaml = OK
         .yaml()
         .replace("  clusters:\n", "    - filters: []\n  clusters:\n");
@@ -585,10 +680,16 @@ fn only_one_filter_chain() {
     let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
-        ["static_resources.listeners[0].filter_chains"],
+        [
+            "static_resources.listeners[0].filter_chains[1].filters",
+            "static_resources.listeners[0].filter_chains[1]"
+        ],
         "{e:#?}"
     );
-    assert!(e[0].message.contains("exactly one filter chain"));
+    assert!(e[0]
+        .message
+        .contains("differs from static_resources.listeners[0].filter_chains[0].filters"));
+    assert!(e[1].message.contains("only one such default chain"));
 }
 
 #[test]
@@ -738,6 +839,38 @@ fn front_proxy_example_loads() {
     assert_eq!(
         loaded.raw["admin"]["address"]["socket_address"]["port_value"],
         8001
+    );
+}
+
+/// Envoy's front-proxy sandbox file, unchanged: both listeners, the TLS one with its inline
+/// (X.509 v1) certificate.
+#[test]
+fn envoy_front_proxy_example_loads_whole() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/envoy-front-proxy.yaml");
+    let loaded = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let b = &loaded.bootstrap;
+    assert_eq!(b.listeners.len(), 2);
+    assert!(b.listeners[0].tls.is_none());
+    let l = &b.listeners[1];
+    assert_eq!(l.address, "0.0.0.0:8443".parse().unwrap());
+    let tls = l.tls.as_ref().unwrap();
+    assert_eq!(tls.chains.len(), 1);
+    assert!(tls.chains[0].server_names.is_empty());
+    let ctx = &tls.chains[0].context;
+    assert_eq!(ctx.certificates.len(), 1);
+    assert!(
+        ctx.alpn_protocols.is_empty(),
+        "ALPN defaults by codec at runtime"
+    );
+    assert_eq!(
+        b.clusters
+            .iter()
+            .map(|c| (c.name.as_str(), c.discovery, c.endpoints[0].host.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("service1", DiscoveryType::StrictDns, "service1"),
+            ("service2", DiscoveryType::StrictDns, "service2")
+        ]
     );
 }
 

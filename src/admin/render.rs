@@ -138,11 +138,15 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
     }
     for l in &stats.listeners {
         for st in ListenerStat::ALL {
+            if st.is_ssl() && !l.tls {
+                continue;
+            }
             s.add(
                 format!("listener.{}.{}", l.stat_name, st.name()),
                 l.get(st),
                 kind_of(st.is_gauge()),
-                format!("envoy_listener_{}", st.name()),
+                // `ssl.versions.TLSv1.2` → `envoy_listener_ssl_versions_TLSv1_2`.
+                format!("envoy_listener_{}", st.name().replace('.', "_")),
                 vec![("envoy_listener_address", l.stat_name.clone())],
             );
         }
@@ -183,6 +187,9 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
         let name = &c.name;
         let tag = || ("envoy_cluster_name", name.clone());
         for st in ClusterStat::ALL {
+            if st.is_ssl() && !c.tls {
+                continue;
+            }
             s.add(
                 format!("cluster.{name}.{}", st.name()),
                 c.get(st),

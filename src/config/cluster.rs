@@ -33,6 +33,7 @@ const CLUSTER: Message = Message {
         "typed_extension_protocol_options",
         "http_protocol_options",
         "http2_protocol_options",
+        "transport_socket",
     ],
     unsupported: &[
         "transport_socket_matches",
@@ -57,7 +58,6 @@ const CLUSTER: Message = Message {
         "least_request_lb_config",
         "round_robin_lb_config",
         "common_lb_config",
-        "transport_socket",
         "metadata",
         "protocol_selection",
         "upstream_connection_options",
@@ -325,6 +325,10 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
         Some(od) => health::outlier_detection(cx, &o.at("outlier_detection"), od).map(Some),
         None => Some(None),
     };
+    let tls = match o.get("transport_socket") {
+        Some(ts) => super::tls::upstream(cx, &o.at("transport_socket"), ts).map(Some),
+        None => Some(None),
+    };
 
     let eds = match (o.get("eds_cluster_config"), discovery) {
         (Some(e), Some(DiscoveryType::Eds)) => {
@@ -367,7 +371,7 @@ fn cluster(cx: &mut Cx, path: &str, v: &Value) -> (Option<Cluster>, Option<Strin
             health_checks: health_checks?,
             outlier: outlier?,
             protocol: proto?.protocol.unwrap_or(UpstreamProtocol::Http1),
-            tls: None,
+            tls: tls?,
         })
     })();
     (built, name)

@@ -94,6 +94,7 @@ const LISTENER: Message = Message {
         "filter_chains",
         "per_connection_buffer_limit_bytes",
         "tcp_backlog_size",
+        "listener_filters",
     ],
     unsupported: &[
         "additional_addresses",
@@ -104,7 +105,6 @@ const LISTENER: Message = Message {
         "metadata",
         "deprecated_v1",
         "drain_type",
-        "listener_filters",
         "listener_filters_timeout",
         "continue_on_listener_filters_timeout",
         "transparent",
@@ -129,16 +129,52 @@ const LISTENER: Message = Message {
 };
 
 const FILTER_CHAIN: Message = Message {
-    supported: &["filters", "name"],
-    unsupported: &[
+    supported: &[
+        "filters",
+        "name",
         "filter_chain_match",
-        "use_proxy_proto",
-        "metadata",
         "transport_socket",
         "transport_socket_connect_timeout",
-        "on_demand_configuration",
+    ],
+    unsupported: &["use_proxy_proto", "metadata", "on_demand_configuration"],
+};
+
+const FILTER_CHAIN_MATCH: Message = Message {
+    supported: &["server_names", "transport_protocol"],
+    unsupported: &[
+        "destination_port",
+        "prefix_ranges",
+        "address_suffix",
+        "suffix_len",
+        "direct_source_prefix_ranges",
+        "source_type",
+        "source_prefix_ranges",
+        "source_ports",
+        "application_protocols",
     ],
 };
+
+const LISTENER_FILTER: Message = Message {
+    supported: &["name", "typed_config"],
+    unsupported: &["config_discovery", "filter_disabled"],
+};
+
+const TLS_INSPECTOR_NAME: &str = "envoy.filters.listener.tls_inspector";
+const TLS_INSPECTOR_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+
+const TLS_INSPECTOR: Message = Message {
+    supported: &["@type"],
+    unsupported: &[
+        "enable_ja3_fingerprinting",
+        "enable_ja4_fingerprinting",
+        "initial_read_buffer_size",
+    ],
+};
+
+/// Ringway's TLS handshake deadline when no filter chain sets `transport_socket_connect_timeout`
+/// (Envoy has none, which lets idle half-open handshakes pile up).
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 const FILTER: Message = Message {
     supported: &["name", "typed_config"],
@@ -408,53 +444,260 @@ fn listener(cx: &mut Cx, path: &str, v: &Value, clusters: &[String]) -> Option<L
         Some(b) => u32_val(cx, &o.at("per_connection_buffer_limit_bytes"), b),
         None => Some(DEFAULT_BUFFER_LIMIT),
     };
-    let hcm = o
+    if let Some(lf) = o.get("listener_filters") {
+        listener_filters(cx, &o.at("listener_filters"), lf);
+    }
+    let chains = o
         .req(cx, "filter_chains")
         .and_then(|fc| filter_chains(cx, &o.at("filter_chains"), fc, clusters));
     if cx.errs.len() != before {
         return None;
     }
+    let (hcm, tls) = chains?;
     Some(Listener {
         name: name?,
         address: address?,
         backlog: backlog?,
         per_connection_buffer_limit_bytes: buffer?,
-        hcm: hcm?,
-        tls: None,
+        hcm,
+        tls,
     })
 }
 
+/// `listener_filters`: only the TLS inspector, which Ringway's TLS listeners do implicitly (the
+/// handshake reads the ClientHello before choosing a filter chain), so it is accepted as a no-op.
+fn listener_filters(cx: &mut Cx, path: &str, v: &Value) {
+    for (i, f) in list(cx, path, v).unwrap_or_default().iter().enumerate() {
+        let p = index(path, i);
+        let Some(f) = obj(cx, &p, f, &LISTENER_FILTER) else {
+            continue;
+        };
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+        match f.get("typed_config") {
+            Some(tc) if type_url(tc) == Some(TLS_INSPECTOR_TYPE) || name == TLS_INSPECTOR_NAME => {
+                typed(
+                    cx,
+                    &f.at("typed_config"),
+                    tc,
+                    TLS_INSPECTOR_TYPE,
+                    &TLS_INSPECTOR,
+                );
+            }
+            None if name == TLS_INSPECTOR_NAME => {}
+            tc => {
+                let what = tc
+                    .and_then(type_url)
+                    .or(Some(name).filter(|n| !n.is_empty()))
+                    .unwrap_or("(unnamed)");
+                cx.err(
+                    &p,
+                    format!(
+                        "listener filter {what} is not supported by Ringway (only {TLS_INSPECTOR_NAME})"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `filter_chains`: one connection manager for the listener (every chain must repeat the first
+/// chain's `filters`) and, when the chains carry a TLS `transport_socket`, one TLS context per
+/// chain selected by `filter_chain_match.server_names`.
 fn filter_chains(
     cx: &mut Cx,
     path: &str,
     v: &Value,
     clusters: &[String],
-) -> Option<HttpConnectionManager> {
+) -> Option<(HttpConnectionManager, Option<DownstreamTls>)> {
     let chains = list(cx, path, v)?;
-    if chains.len() != 1 {
+    if chains.is_empty() {
+        cx.err(path, "at least one filter chain is required");
+        return None;
+    }
+    let before = cx.errs.len();
+    let mut hcm = None;
+    let mut first_filters: Option<&Value> = None;
+    let mut tls_chains: Vec<(usize, TlsFilterChain)> = Vec::new();
+    let mut plain: Vec<usize> = Vec::new();
+    let mut names: Vec<(usize, Vec<String>)> = Vec::new();
+    let mut handshake_timeout: Option<Duration> = None;
+    for (i, c) in chains.iter().enumerate() {
+        let p = index(path, i);
+        let Some(fc) = obj(cx, &p, c, &FILTER_CHAIN) else {
+            continue;
+        };
+        if let Some(n) = fc.get("name") {
+            string(cx, &fc.at("name"), n);
+        }
+        match (i, fc.req(cx, "filters"), first_filters) {
+            (0, Some(fv), _) => {
+                first_filters = Some(fv);
+                hcm = filters(cx, &fc.at("filters"), fv, clusters);
+            }
+            (_, Some(fv), Some(first)) if fv != first => cx.err(
+                &fc.at("filters"),
+                format!(
+                    "differs from {}: Ringway runs one connection manager per listener, so filter chains may differ only in filter_chain_match.server_names and transport_socket",
+                    join(&index(path, 0), "filters")
+                ),
+            ),
+            _ => {}
+        }
+        let has_tls = fc.has("transport_socket");
+        let server_names = match fc.get("filter_chain_match") {
+            Some(m) => filter_chain_match(cx, &fc.at("filter_chain_match"), m, has_tls),
+            None => Some(Vec::new()),
+        };
+        if let Some(t) = fc.get("transport_socket_connect_timeout") {
+            if let Some(d) =
+                duration::read_positive(cx, &fc.at("transport_socket_connect_timeout"), t)
+            {
+                handshake_timeout = Some(handshake_timeout.map_or(d, |h| h.max(d)));
+            }
+        }
+        // A chain whose names were refused takes no part in the overlap checks below.
+        if let Some(n) = &server_names {
+            names.push((i, n.clone()));
+        }
+        match fc.get("transport_socket") {
+            Some(ts) => {
+                if let Some(context) = super::tls::downstream(cx, &fc.at("transport_socket"), ts) {
+                    tls_chains.push((
+                        i,
+                        TlsFilterChain {
+                            server_names: server_names.unwrap_or_default(),
+                            context,
+                        },
+                    ));
+                }
+            }
+            None => plain.push(i),
+        }
+    }
+    if let (Some((t, _)), Some(&p)) = (tls_chains.first(), plain.first()) {
         cx.err(
-            path,
+            &index(path, p),
             format!(
-                "exactly one filter chain is supported, found {}",
-                chains.len()
+                "{} terminates TLS but this chain has no transport_socket; Ringway does not mix TLS and plain filter chains on one listener (use two listeners)",
+                index(path, *t)
             ),
         );
     }
-    let p = index(path, 0);
-    let fc = obj(cx, &p, chains.first()?, &FILTER_CHAIN)?;
-    if let Some(n) = fc.get("name") {
-        string(cx, &fc.at("name"), n);
+    for (n, (i, list)) in names.iter().enumerate() {
+        let earlier = &names[..n];
+        if list.is_empty() {
+            if let Some((j, _)) = earlier.iter().find(|(_, l)| l.is_empty()) {
+                cx.err(
+                    &index(path, *i),
+                    format!(
+                        "{} already matches every server name (no filter_chain_match.server_names); only one such default chain is allowed",
+                        index(path, *j)
+                    ),
+                );
+            }
+        }
+        for (k, name) in list.iter().enumerate() {
+            if let Some((j, _)) = earlier.iter().find(|(_, l)| l.contains(name)) {
+                cx.err(
+                    &format!("{}.filter_chain_match.server_names[{k}]", index(path, *i)),
+                    format!(
+                        "server name {name} is already matched by {}",
+                        index(path, *j)
+                    ),
+                );
+            }
+        }
     }
-    let fp = fc.at("filters");
-    let fv = fc.req(cx, "filters")?;
-    let filters = list(cx, &fp, fv)?;
+    if cx.errs.len() != before {
+        return None;
+    }
+    let tls = (!tls_chains.is_empty()).then(|| DownstreamTls {
+        chains: tls_chains.into_iter().map(|(_, c)| c).collect(),
+        handshake_timeout: handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+    });
+    Some((hcm?, tls))
+}
+
+/// `filter_chain_match`: `server_names` (exact or `*.suffix`, lowercased) and, as Envoy writes it
+/// next to them, `transport_protocol` (which must agree with the chain's transport socket).
+/// `None` when a name was refused.
+fn filter_chain_match(cx: &mut Cx, path: &str, v: &Value, has_tls: bool) -> Option<Vec<String>> {
+    let before = cx.errs.len();
+    let o = obj(cx, path, v, &FILTER_CHAIN_MATCH)?;
+    if let Some(t) = o.get("transport_protocol") {
+        if let Some(t) = string(cx, &o.at("transport_protocol"), t) {
+            let want = if has_tls { "tls" } else { "raw_buffer" };
+            if t != want {
+                cx.err(
+                    &o.at("transport_protocol"),
+                    format!("{t} does not match this chain's transport socket (expected {want})"),
+                );
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let Some(sn) = o.get("server_names") else {
+        return Some(out);
+    };
+    let sp = o.at("server_names");
+    for (i, n) in list(cx, &sp, sn).unwrap_or_default().iter().enumerate() {
+        let np = index(&sp, i);
+        let Some(n) = nonempty_string(cx, &np, n) else {
+            continue;
+        };
+        let name = n.to_ascii_lowercase();
+        let body = name.strip_prefix("*.").unwrap_or(&name);
+        let valid = !body.is_empty()
+            && body.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            });
+        if !valid {
+            cx.err(
+                &np,
+                format!("{n:?} is not a server name (expected a host name or *.suffix)"),
+            );
+            continue;
+        }
+        if !has_tls {
+            cx.err(
+                &np,
+                "matching on server names needs a TLS transport_socket on this filter chain",
+            );
+            continue;
+        }
+        out.push(name);
+    }
+    if cx.errs[before..].iter().any(|e| e.path.starts_with(&sp)) {
+        return None;
+    }
+    if out.is_empty() {
+        cx.err(
+            &sp,
+            "must not be empty (omit it to match every server name)",
+        );
+        return None;
+    }
+    Some(out)
+}
+
+/// One chain's `filters`: exactly one http_connection_manager, last.
+fn filters(
+    cx: &mut Cx,
+    fp: &str,
+    fv: &Value,
+    clusters: &[String],
+) -> Option<HttpConnectionManager> {
+    let filters = list(cx, fp, fv)?;
     if filters.is_empty() {
-        cx.err(&fp, format!("one {HCM_NAME} filter is required"));
+        cx.err(fp, format!("one {HCM_NAME} filter is required"));
         return None;
     }
     let mut hcm = None;
     for (i, f) in filters.iter().enumerate() {
-        let p = index(&fp, i);
+        let p = index(fp, i);
         let Some(f) = obj(cx, &p, f, &FILTER) else {
             continue;
         };

@@ -3,8 +3,9 @@
 //! The file is parsed into a generic YAML tree and then walked by hand (not derived with serde)
 //! so that every problem is reported with its Envoy field path and the walk carries on after it:
 //! an operator fixing a config sees all of its mistakes at once. `walk.rs` holds the toolkit,
-//! `envoy.rs` the bootstrap/listener/HCM walk, `routes.rs`, `headers.rs`, `access_logs.rs` and
-//! `cluster.rs` the rest (`protocol.rs` the HTTP/2 and upstream protocol options both share); `duration.rs` reads Envoy's durations.
+//! `envoy.rs` the bootstrap/listener/HCM walk, `routes.rs`, `headers.rs`, `access_logs.rs`,
+//! `cluster.rs`, `tls.rs` and `protocol.rs` (HTTP/2 and upstream protocol options) the rest;
+//! `duration.rs` reads Envoy's durations.
 
 mod access_logs;
 mod cluster;
@@ -15,6 +16,7 @@ mod health;
 pub mod model;
 mod protocol;
 mod routes;
+mod tls;
 mod walk;
 
 pub use model::*;

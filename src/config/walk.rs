@@ -48,7 +48,6 @@ pub(crate) fn index(path: &str, i: usize) -> String {
 /// Why a known field is refused; the common ones get a message that says what to do instead.
 fn unsupported_message(key: &str) -> String {
     match key {
-        "transport_socket" => "TLS (transport_socket) is not supported yet".to_string(),
         "dynamic_resources" => {
             "dynamic configuration (xDS) is not supported by Ringway; use static_resources"
                 .to_string()

@@ -124,8 +124,9 @@ impl H2Pool {
         endpoint: &Arc<Endpoint>,
         timeout: Duration,
         opts: Http2Options,
+        tls: Option<&crate::tls::client::ClusterTls>,
     ) -> Result<StreamSlot, H2ConnectError> {
-        let conn = connect(worker, stats, cluster, endpoint, timeout)
+        let conn = connect(worker, stats, cluster, endpoint, timeout, tls)
             .await
             .map_err(H2ConnectError::Connect)?;
         let crate::upstream::pool::UpstreamConn { stream, _guard, .. } = conn;

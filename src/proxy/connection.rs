@@ -14,7 +14,8 @@ use monoio::net::TcpStream;
 use crate::config::CodecType;
 use crate::proxy::io::{read_append_until, IoFail};
 use crate::proxy::worker::Worker;
-use crate::stats::HttpStat;
+use crate::stats::{HttpStat, ListenerStat};
+use crate::tls::handshake::HandshakeError;
 use crate::transport::Transport;
 
 /// The client connection preface of RFC 9113 §3.4.
@@ -33,7 +34,16 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: Socket
         return;
     };
     let hcm = &listener_cfg.hcm;
-    let mut stream = Transport::Plain(tcp);
+    // The borrow ends here: the handshake holds its own Arc to the snapshot it started with.
+    let tls = w.tls.borrow().listener(listener);
+    let mut stream = match tls {
+        None => Transport::Plain(tcp),
+        Some(tls) => match handshake(w, listener, &tls, tcp).await {
+            Some(s) => s,
+            None => return,
+        },
+    };
+    let _ssl_active = stream.is_tls().then(|| SslActive::new(w, listener));
     let mut initial = Vec::with_capacity(w.shared.tuning.read_buffer_bytes);
     let codec = match (hcm.codec_type, stream.alpn().as_deref()) {
         (CodecType::Http1, _) => Codec::Http1,
@@ -62,6 +72,77 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: Socket
         }
         Codec::Http2 => {
             crate::http2::server::serve(w, listener, stream, peer, local, initial).await;
+        }
+    }
+}
+
+/// Keeps `downstream_cx_ssl_active` honest however the connection ends.
+struct SslActive<'a> {
+    w: &'a Worker,
+    listener: usize,
+}
+
+impl<'a> SslActive<'a> {
+    fn new(w: &'a Worker, listener: usize) -> Self {
+        if let Some(hs) = w.stats().http.get(listener) {
+            hs.inc(w.index, HttpStat::DownstreamCxSslTotal);
+            hs.inc(w.index, HttpStat::DownstreamCxSslActive);
+        }
+        SslActive { w, listener }
+    }
+}
+
+impl Drop for SslActive<'_> {
+    fn drop(&mut self) {
+        if let Some(hs) = self.w.stats().http.get(self.listener) {
+            hs.dec(self.w.index, HttpStat::DownstreamCxSslActive);
+        }
+    }
+}
+
+/// The TLS handshake of a TLS listener's connection, counted in the listener's `ssl.*` stats.
+/// `None` when it failed (the connection is then closed).
+async fn handshake(
+    w: &Rc<Worker>,
+    listener: usize,
+    tls: &crate::tls::server::ListenerTls,
+    tcp: TcpStream,
+) -> Option<Transport> {
+    let ls = w.stats().listeners.get(listener);
+    let bump = |s: ListenerStat| {
+        if let Some(ls) = ls {
+            ls.inc(w.index, s);
+        }
+    };
+    match crate::tls::server::accept(tls, tcp).await {
+        Ok((stream, negotiated)) => {
+            bump(ListenerStat::SslHandshake);
+            // Ringway never asks for client certificates.
+            bump(ListenerStat::SslNoCertificate);
+            if negotiated.resumed {
+                bump(ListenerStat::SslSessionReused);
+            }
+            match negotiated.version {
+                Some(rustls::ProtocolVersion::TLSv1_3) => bump(ListenerStat::SslVersionTls13),
+                Some(rustls::ProtocolVersion::TLSv1_2) => bump(ListenerStat::SslVersionTls12),
+                _ => {}
+            }
+            Some(Transport::ServerTls(Box::new(stream)))
+        }
+        Err(e) => {
+            match &e {
+                HandshakeError::TimedOut => {
+                    bump(ListenerStat::DownstreamCxTransportSocketConnectTimeout)
+                }
+                HandshakeError::NoChain => bump(ListenerStat::NoFilterChainMatch),
+                // A client that connects and leaves (a port probe) is no TLS error.
+                HandshakeError::Closed => {}
+                HandshakeError::Io(_) | HandshakeError::Tls(_) | HandshakeError::Verify(_) => {
+                    bump(ListenerStat::SslConnectionError)
+                }
+            }
+            debug!("listener {listener}: {e}");
+            None
         }
     }
 }

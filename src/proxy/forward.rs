@@ -703,6 +703,10 @@ pub(crate) async fn obtain_connection(
         cluster_id,
         &endpoint,
         connect_timeout,
+        w.shared
+            .upstream_tls
+            .get(cluster_id)
+            .and_then(Option::as_deref),
     )
     .await
     .map_err(|_: ConnectError| {

@@ -635,6 +635,10 @@ async fn attempt_h2(
                 endpoint,
                 connect_timeout,
                 opts,
+                w.shared
+                    .upstream_tls
+                    .get(cluster_id)
+                    .and_then(Option::as_deref),
             )
             .await;
             match opened {

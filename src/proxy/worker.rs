@@ -3,8 +3,8 @@
 //! Everything a request touches lives in [`Worker`], owned by this thread alone (`Rc`, `Cell`,
 //! `RefCell`: no atomics beyond the stats slots, no locks). Borrows of the `RefCell`s are never
 //! held across an `.await`. A housekeeping task runs once a second: it adopts membership changes
-//! (also checked at every request start), sweeps the pool, and flushes histograms and access logs
-//! to their consumer threads.
+//! (also checked at every request start) and reloaded TLS certificates, sweeps the pool, and
+//! flushes histograms and access logs to their consumer threads.
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener as StdListener;
@@ -19,6 +19,8 @@ use crate::proxy::router::Router;
 use crate::rng::FastRng;
 use crate::stats::histograms::WorkerHistograms;
 use crate::stats::{HttpStat, ListenerStat, Stats};
+use crate::tls::client::ClusterTls;
+use crate::tls::reload::TlsWatch;
 use crate::upstream::lb::LoadBalancer;
 use crate::upstream::membership::MembershipWatch;
 use crate::upstream::pool::Pool;
@@ -42,6 +44,8 @@ pub struct Shared {
     pub access_logs: Vec<Vec<(usize, Format)>>,
     pub draining: Arc<AtomicBool>,
     pub tuning: Tuning,
+    /// Per cluster (by `ClusterId`): its TLS client side, `None` for plain clusters.
+    pub upstream_tls: Vec<Option<Arc<ClusterTls>>>,
 }
 
 /// What the main thread hands to a worker thread.
@@ -53,6 +57,8 @@ pub struct WorkerSpec {
     pub membership: MembershipWatch,
     pub histograms: WorkerHistograms,
     pub access_log: Option<WorkerAccessLog>,
+    /// The listeners' TLS, followed across certificate reloads.
+    pub tls: TlsWatch,
 }
 
 /// Per-cluster request accounting on this worker (circuit breakers).
@@ -73,6 +79,8 @@ pub struct Worker {
     pub rng: RefCell<FastRng>,
     pub histograms: RefCell<WorkerHistograms>,
     pub access_log: RefCell<Option<WorkerAccessLog>>,
+    /// The listeners' TLS; a handshake clones the listener's `Arc` and releases the borrow.
+    pub tls: RefCell<TlsWatch>,
     pub clusters: Vec<ClusterLocal>,
     /// Requests between head parsed and response finished, for drain.
     pub in_flight: Cell<usize>,
@@ -130,6 +138,7 @@ pub async fn run(spec: WorkerSpec) {
         rng: RefCell::new(FastRng::new(seed)),
         histograms: RefCell::new(spec.histograms),
         access_log: RefCell::new(spec.access_log),
+        tls: RefCell::new(spec.tls),
         clusters: cfg
             .clusters
             .iter()
@@ -179,6 +188,7 @@ pub async fn run(spec: WorkerSpec) {
 fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut (Instant, u64)) {
     let now = Instant::now();
     worker.membership.borrow_mut().refresh();
+    worker.tls.borrow_mut().refresh();
     let snapshot = worker.membership.borrow().current.clone();
     // Sweep every second, and at once after a membership change (adopted here or at a request
     // start) so idle connections to removed endpoints close promptly.

@@ -116,6 +116,10 @@ stat_enum! {
         OutlierEjectionsEnforcedConsecutive5xx = "outlier_detection.ejections_enforced_consecutive_5xx",
         OutlierEjectionsOverflow = "outlier_detection.ejections_overflow",
         OutlierEjectionsActive = "outlier_detection.ejections_active",
+        SslHandshake = "ssl.handshake",
+        SslConnectionError = "ssl.connection_error",
+        SslFailVerifyError = "ssl.fail_verify_error",
+        SslSessionReused = "ssl.session_reused",
     }
     gauges { UpstreamRqActive, UpstreamRqPendingActive, UpstreamCxActive, MembershipTotal, MembershipHealthy, OutlierEjectionsActive }
 }
@@ -123,6 +127,9 @@ stat_enum! {
 /// `cluster.<name>.*`.
 pub struct ClusterStats {
     pub name: String,
+    /// The cluster originates TLS: its `ssl.*` stats exist (Envoy creates them with the TLS
+    /// context, so plain clusters do not show them).
+    pub tls: bool,
     pub counters: PerWorker<{ ClusterStat::COUNT }>,
     /// `upstream_rq_<code>`; the `upstream_rq_<N>xx` classes are derived on read.
     pub codes: CodeCounters,
@@ -132,6 +139,7 @@ impl ClusterStats {
     pub fn new(name: &str, workers: usize) -> Self {
         ClusterStats {
             name: name.to_owned(),
+            tls: false,
             counters: PerWorker::new(workers),
             codes: CodeCounters::new(workers),
         }
@@ -183,6 +191,7 @@ stat_enum! {
         DownstreamCxHttp1Total = "downstream_cx_http1_total",
         DownstreamCxHttp2Total = "downstream_cx_http2_total",
         DownstreamCxSslTotal = "downstream_cx_ssl_total",
+        DownstreamCxSslActive = "downstream_cx_ssl_active",
         DownstreamCxProtocolError = "downstream_cx_protocol_error",
         DownstreamCxDestroyRemote = "downstream_cx_destroy_remote",
         DownstreamCxDrainClose = "downstream_cx_drain_close",
@@ -197,7 +206,7 @@ stat_enum! {
         RqDirectResponse = "rq_direct_response",
         RqRedirect = "rq_redirect",
     }
-    gauges { DownstreamRqActive, DownstreamCxActive }
+    gauges { DownstreamRqActive, DownstreamCxActive, DownstreamCxSslActive }
 }
 
 /// `http.<stat_prefix>.*`.
@@ -227,13 +236,36 @@ stat_enum! {
         DownstreamCxActive = "downstream_cx_active",
         DownstreamCxOverflow = "downstream_cx_overflow",
         NoFilterChainMatch = "no_filter_chain_match",
+        DownstreamCxTransportSocketConnectTimeout = "downstream_cx_transport_socket_connect_timeout",
+        SslHandshake = "ssl.handshake",
+        SslConnectionError = "ssl.connection_error",
+        SslNoCertificate = "ssl.no_certificate",
+        SslSessionReused = "ssl.session_reused",
+        SslVersionTls12 = "ssl.versions.TLSv1.2",
+        SslVersionTls13 = "ssl.versions.TLSv1.3",
     }
     gauges { DownstreamCxActive }
+}
+
+impl ListenerStat {
+    /// `ssl.*` stats exist only on TLS listeners.
+    pub fn is_ssl(self) -> bool {
+        self.name().starts_with("ssl.")
+    }
+}
+
+impl ClusterStat {
+    /// `ssl.*` stats exist only on TLS clusters.
+    pub fn is_ssl(self) -> bool {
+        self.name().starts_with("ssl.")
+    }
 }
 
 /// `listener.<address>.*` where `<address>` is Envoy's `0.0.0.0_10000` form.
 pub struct ListenerStats {
     pub stat_name: String,
+    /// The listener terminates TLS: its `ssl.*` stats exist.
+    pub tls: bool,
     pub counters: PerWorker<{ ListenerStat::COUNT }>,
 }
 
@@ -241,6 +273,7 @@ impl ListenerStats {
     pub fn new(addr: std::net::SocketAddr, workers: usize) -> Self {
         ListenerStats {
             stat_name: format!("{}_{}", addr.ip(), addr.port()),
+            tls: false,
             counters: PerWorker::new(workers),
         }
     }
@@ -269,7 +302,10 @@ impl Stats {
             listeners: cfg
                 .listeners
                 .iter()
-                .map(|l| ListenerStats::new(l.address, workers))
+                .map(|l| ListenerStats {
+                    tls: l.tls.is_some(),
+                    ..ListenerStats::new(l.address, workers)
+                })
                 .collect(),
             http: cfg
                 .listeners
@@ -279,7 +315,10 @@ impl Stats {
             clusters: cfg
                 .clusters
                 .iter()
-                .map(|c| ClusterStats::new(&c.name, workers))
+                .map(|c| ClusterStats {
+                    tls: c.tls.is_some(),
+                    ..ClusterStats::new(&c.name, workers)
+                })
                 .collect(),
             histograms: histograms::HistogramSink::new(cfg),
         })

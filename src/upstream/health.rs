@@ -4,7 +4,9 @@
 //! `health_checks`, taking the membership hub's current snapshot each round so endpoints that come
 //! and go are followed. A check is a blocking `GET <path>` on a fresh connection with
 //! `Connection: close`, bounded as a whole by `timeout`: blocking is fine here because this thread
-//! is never on the request path. Endpoints of a cluster are checked one after another, so a round
+//! is never on the request path. A cluster with a TLS `transport_socket` is checked over TLS with
+//! the cluster's own client config (as Envoy checks through the cluster's transport socket), so
+//! a certificate the proxy would refuse also fails the check. Endpoints of a cluster are checked one after another, so a round
 //! takes at most `members × timeout`, and the next round starts `interval` (plus up to
 //! `interval_jitter`) after the previous one ended.
 //!
@@ -27,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Bootstrap, HealthCheck};
 use crate::rng::FastRng;
 use crate::stats::{ClusterStat, Stats};
+use crate::tls::client::ClusterTls;
 use crate::upstream::membership::MembershipHub;
 use crate::upstream::outlier::{self, OutlierSlots};
 
@@ -112,17 +115,29 @@ pub enum CheckFailure {
     Io,
     Malformed,
     Status(u16),
+    /// The TLS handshake failed (bad certificate, no common protocol, ...).
+    Tls,
 }
 
-/// Runs one HTTP check against `addr`: the status must be in `expected_statuses`.
-pub fn check(addr: SocketAddr, host: &str, hc: &HealthCheck) -> Result<u16, CheckFailure> {
+/// The stream a check talks over: plain TCP or TLS on top of it.
+trait CheckIo: Read + Write {}
+impl<T: Read + Write> CheckIo for T {}
+
+/// Runs one HTTP check against `addr` (over TLS when `tls` names the cluster's client side and the
+/// endpoint's host name): the status must be in `expected_statuses`.
+pub fn check(
+    addr: SocketAddr,
+    host: &str,
+    hc: &HealthCheck,
+    tls: Option<(&ClusterTls, &str)>,
+) -> Result<u16, CheckFailure> {
     let deadline = Instant::now() + hc.timeout;
     let remaining = || {
         deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
     };
-    let mut s = TcpStream::connect_timeout(&addr, hc.timeout).map_err(|e| {
+    let s = TcpStream::connect_timeout(&addr, hc.timeout).map_err(|e| {
         if e.kind() == std::io::ErrorKind::TimedOut {
             CheckFailure::Timeout
         } else {
@@ -130,6 +145,29 @@ pub fn check(addr: SocketAddr, host: &str, hc: &HealthCheck) -> Result<u16, Chec
         }
     })?;
     let _ = s.set_nodelay(true);
+    // A second handle on the socket sets its timeouts once TLS owns the stream.
+    let ctl = s.try_clone().map_err(|_| CheckFailure::Io)?;
+    let mut s: Box<dyn CheckIo> = match tls {
+        None => Box::new(s),
+        Some((t, hostname)) => {
+            let left = remaining().ok_or(CheckFailure::Timeout)?;
+            ctl.set_read_timeout(Some(left))
+                .and_then(|_| ctl.set_write_timeout(Some(left)))
+                .map_err(|_| CheckFailure::Io)?;
+            let name = t.server_name(hostname, addr);
+            match crate::tls::client::blocking(&t.config, name, s) {
+                Ok(tls) => Box::new(tls),
+                Err(e) => {
+                    return Err(match e.kind() {
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                            CheckFailure::Timeout
+                        }
+                        _ => CheckFailure::Tls,
+                    })
+                }
+            }
+        }
+    };
     let req = format!(
         "GET {} HTTP/1.1\r\nhost: {host}\r\nuser-agent: Envoy/HC\r\nconnection: close\r\n\r\n",
         hc.path
@@ -138,7 +176,7 @@ pub fn check(addr: SocketAddr, host: &str, hc: &HealthCheck) -> Result<u16, Chec
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => CheckFailure::Timeout,
         _ => CheckFailure::Io,
     };
-    s.set_write_timeout(Some(remaining().ok_or(CheckFailure::Timeout)?))
+    ctl.set_write_timeout(Some(remaining().ok_or(CheckFailure::Timeout)?))
         .map_err(|_| CheckFailure::Io)?;
     s.write_all(req.as_bytes()).map_err(timed_out)?;
     // Only the status line matters; read until its end.
@@ -155,7 +193,7 @@ pub fn check(addr: SocketAddr, host: &str, hc: &HealthCheck) -> Result<u16, Chec
         if len == buf.len() {
             return Err(CheckFailure::Malformed);
         }
-        s.set_read_timeout(Some(remaining().ok_or(CheckFailure::Timeout)?))
+        ctl.set_read_timeout(Some(remaining().ok_or(CheckFailure::Timeout)?))
             .map_err(|_| CheckFailure::Io)?;
         match s.read(&mut buf[len..]) {
             Ok(0) => return Err(CheckFailure::Io),
@@ -193,7 +231,12 @@ fn status_of(buf: &[u8]) -> Result<Option<u16>, CheckFailure> {
 }
 
 /// Starts the health thread when some cluster has health checks or outlier detection.
-pub fn spawn(cfg: Arc<Bootstrap>, hub: Arc<MembershipHub>, stats: Arc<Stats>) {
+pub fn spawn(
+    cfg: Arc<Bootstrap>,
+    hub: Arc<MembershipHub>,
+    stats: Arc<Stats>,
+    tls: Vec<Option<Arc<ClusterTls>>>,
+) {
     if !cfg
         .clusters
         .iter()
@@ -203,13 +246,13 @@ pub fn spawn(cfg: Arc<Bootstrap>, hub: Arc<MembershipHub>, stats: Arc<Stats>) {
     }
     let spawned = std::thread::Builder::new()
         .name("ringway-health".into())
-        .spawn(move || run(&cfg, &hub, &stats));
+        .spawn(move || run(&cfg, &hub, &stats, &tls));
     if let Err(e) = spawned {
         warn!("cannot start the health-check thread: {e}; endpoints stay healthy");
     }
 }
 
-fn run(cfg: &Bootstrap, hub: &MembershipHub, stats: &Stats) {
+fn run(cfg: &Bootstrap, hub: &MembershipHub, stats: &Stats, tls: &[Option<Arc<ClusterTls>>]) {
     let mut rng = FastRng::new(u64::from(std::process::id()) ^ 0x6865_616c_7468);
     let start = Instant::now();
     // The first round runs at once, so a dead endpoint is found within one timeout of start.
@@ -221,7 +264,8 @@ fn run(cfg: &Bootstrap, hub: &MembershipHub, stats: &Stats) {
             let mut changed = false;
             if let Some(hc) = &c.health_checks {
                 if next_check[id] <= now {
-                    changed |= check_round(hub, stats, id, &c.name, hc);
+                    let t = tls.get(id).and_then(Option::as_deref);
+                    changed |= check_round(hub, stats, id, &c.name, hc, t);
                     let jitter = if hc.interval_jitter.is_zero() {
                         Duration::ZERO
                     } else {
@@ -262,6 +306,7 @@ fn check_round(
     id: usize,
     name: &str,
     hc: &HealthCheck,
+    tls: Option<&ClusterTls>,
 ) -> bool {
     let snap = hub.current();
     let Some(members) = snap.clusters.get(id) else {
@@ -278,7 +323,7 @@ fn check_round(
     let mut changed = false;
     for e in &members.endpoints {
         bump(ClusterStat::HealthCheckAttempt);
-        let result = check(e.addr, host, hc);
+        let result = check(e.addr, host, hc, tls.map(|t| (t, e.hostname.as_str())));
         match result {
             Ok(_) => bump(ClusterStat::HealthCheckSuccess),
             Err(_) => bump(ClusterStat::HealthCheckFailure),
@@ -388,20 +433,23 @@ mod tests {
     #[test]
     fn checks_over_the_wire() {
         let (addr, t) = origin(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-        assert_eq!(check(addr, "svc", &hc()), Ok(200));
+        assert_eq!(check(addr, "svc", &hc(), None), Ok(200));
         let req = t.join().unwrap();
         assert!(req.starts_with("GET /healthz HTTP/1.1\r\n"), "{req}");
         assert!(req.contains("host: svc\r\n"), "{req}");
 
         let (addr, t) = origin(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
-        assert_eq!(check(addr, "svc", &hc()), Err(CheckFailure::Status(503)));
+        assert_eq!(
+            check(addr, "svc", &hc(), None),
+            Err(CheckFailure::Status(503))
+        );
         t.join().unwrap();
 
         // Nothing listening: connection refused.
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let dead = l.local_addr().unwrap();
         drop(l);
-        assert_eq!(check(dead, "svc", &hc()), Err(CheckFailure::Connect));
+        assert_eq!(check(dead, "svc", &hc(), None), Err(CheckFailure::Connect));
     }
 
     #[test]
@@ -411,7 +459,7 @@ mod tests {
         let mut c = hc();
         c.timeout = Duration::from_millis(100);
         let started = Instant::now();
-        assert_eq!(check(addr, "svc", &c), Err(CheckFailure::Timeout));
+        assert_eq!(check(addr, "svc", &c, None), Err(CheckFailure::Timeout));
         assert!(started.elapsed() < Duration::from_secs(2));
         drop(l);
     }

@@ -19,6 +19,8 @@ use crate::transport::Transport;
 
 use crate::config::ClusterId;
 use crate::stats::{ClusterStat, EndpointStat, Stats};
+use crate::tls::client::ClusterTls;
+use crate::tls::handshake::HandshakeError;
 use crate::upstream::membership::Endpoint;
 
 /// Keeps the connection gauges honest: decremented however the connection ends.
@@ -180,16 +182,19 @@ impl Pool {
     }
 }
 
-/// Opens a new connection to `endpoint` within `timeout`. The caller counts it in its pool
-/// ([`Pool::opened`]); the pool is not borrowed across the await.
+/// Opens a new connection to `endpoint` within `timeout`, TLS included when the cluster has a TLS
+/// `transport_socket` (as Envoy's `connect_timeout` covers the transport socket's handshake). The
+/// caller counts it in its pool ([`Pool::opened`]); the pool is not borrowed across the await.
 pub async fn connect(
     worker: usize,
     stats: &Arc<Stats>,
     cluster: ClusterId,
     endpoint: &Arc<Endpoint>,
     timeout: Duration,
+    tls: Option<&ClusterTls>,
 ) -> Result<UpstreamConn, ConnectError> {
     let cs = stats.clusters.get(cluster);
+    let started = Instant::now();
     let attempt = monoio::time::timeout(timeout, TcpStream::connect_addr(endpoint.addr)).await;
     let stream = match attempt {
         Ok(Ok(s)) => s,
@@ -210,6 +215,45 @@ pub async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
+    let stream = match tls {
+        None => Transport::Plain(stream),
+        Some(t) => {
+            let left = timeout.saturating_sub(started.elapsed());
+            let name = t.server_name(&endpoint.hostname, endpoint.addr);
+            match crate::tls::client::handshake(&t.config, name, stream, left).await {
+                Ok((s, negotiated)) => {
+                    if let Some(cs) = cs {
+                        cs.inc(worker, ClusterStat::SslHandshake);
+                        if negotiated.resumed {
+                            cs.inc(worker, ClusterStat::SslSessionReused);
+                        }
+                    }
+                    Transport::ClientTls(Box::new(s))
+                }
+                Err(e) => {
+                    if let Some(cs) = cs {
+                        cs.inc(worker, ClusterStat::UpstreamCxConnectFail);
+                        cs.inc(
+                            worker,
+                            match e {
+                                HandshakeError::Verify(_) => ClusterStat::SslFailVerifyError,
+                                HandshakeError::TimedOut => ClusterStat::UpstreamCxConnectTimeout,
+                                _ => ClusterStat::SslConnectionError,
+                            },
+                        );
+                    }
+                    endpoint.stats.inc(worker, EndpointStat::CxConnectFail);
+                    debug!(
+                        "cluster {}: TLS to {} ({}) failed: {e}",
+                        cs.map_or("?", |c| c.name.as_str()),
+                        endpoint.addr,
+                        endpoint.hostname
+                    );
+                    return Err(ConnectError::Tls(e));
+                }
+            }
+        }
+    };
     if let Some(cs) = cs {
         cs.inc(worker, ClusterStat::UpstreamCxTotal);
         cs.inc(worker, ClusterStat::UpstreamCxActive);
@@ -217,7 +261,7 @@ pub async fn connect(
     endpoint.stats.inc(worker, EndpointStat::CxTotal);
     endpoint.stats.inc(worker, EndpointStat::CxActive);
     Ok(UpstreamConn {
-        stream: Transport::Plain(stream),
+        stream,
         endpoint: endpoint.clone(),
         cluster,
         reused: false,
@@ -235,4 +279,6 @@ pub async fn connect(
 pub enum ConnectError {
     Refused(io::Error),
     Timeout,
+    /// TCP connected but the TLS handshake failed (verification, protocol, timeout).
+    Tls(HandshakeError),
 }

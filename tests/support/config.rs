@@ -184,6 +184,9 @@ pub struct ConfigBuilder {
     cluster_extras: Vec<(String, String)>,
     /// Extra http_connection_manager fields (YAML at HCM level, unindented).
     hcm_extras: Vec<String>,
+    /// One filter chain per entry, each with these extra chain-level fields (unindented YAML:
+    /// `filter_chain_match`, `transport_socket`); empty means one plain chain.
+    filter_chains: Vec<String>,
 }
 
 impl Default for ConfigBuilder {
@@ -205,6 +208,7 @@ impl ConfigBuilder {
             access_log: None,
             cluster_extras: Vec::new(),
             hcm_extras: Vec::new(),
+            filter_chains: Vec::new(),
         }
     }
 
@@ -268,6 +272,13 @@ impl ConfigBuilder {
         ))
     }
 
+    /// Adds a filter chain (same connection manager as the others) with extra chain-level fields,
+    /// e.g. a `transport_socket` and a `filter_chain_match`.
+    pub fn filter_chain(mut self, yaml: &str) -> ConfigBuilder {
+        self.filter_chains.push(yaml.into());
+        self
+    }
+
     pub fn route(mut self, r: Route) -> ConfigBuilder {
         self.routes.push(r);
         self
@@ -291,7 +302,9 @@ impl ConfigBuilder {
             "    address:\n      socket_address: {{ address: 127.0.0.1, port_value: {} }}\n",
             self.listen_port
         ));
-        y.push_str("    filter_chains:\n    - filters:\n      - name: envoy.filters.network.http_connection_manager\n");
+        y.push_str("    filter_chains:\n");
+        let chains_at = y.len();
+        y.push_str("    - filters:\n      - name: envoy.filters.network.http_connection_manager\n");
         y.push_str("        typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager\n");
         y.push_str(&format!(
             "          stat_prefix: {}\n",
@@ -321,6 +334,15 @@ impl ConfigBuilder {
         }
         y.push_str("          http_filters:\n          - name: envoy.filters.http.router\n            typed_config:\n");
         y.push_str("              \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n");
+        if !self.filter_chains.is_empty() {
+            let chain = y.split_off(chains_at);
+            for extra in &self.filter_chains {
+                y.push_str(&chain);
+                for line in extra.lines() {
+                    y.push_str(&format!("      {line}\n"));
+                }
+            }
+        }
         y.push_str("  clusters:\n");
         for (name, ports) in &self.clusters {
             y.push_str(&format!(

@@ -8,6 +8,7 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod certs;
 pub mod chunked;
 pub mod config;
 pub mod fleet;

@@ -25,6 +25,15 @@ pub struct Nginx {
 impl Nginx {
     /// Starts nginx on a free port and waits until it accepts connections (10 s).
     pub fn start() -> Nginx {
+        Self::start_with_tls(None)
+    }
+
+    /// Like `start`, serving HTTPS only, with the certificate and key files given.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Nginx {
+        Self::start_with_tls(Some((cert, key)))
+    }
+
+    fn start_with_tls(tls: Option<(&std::path::Path, &std::path::Path)>) -> Nginx {
         let bin = std::env::var("NGINX_BIN").unwrap_or_else(|_| NGINX_BIN.to_string());
         assert!(
             std::path::Path::new(&bin).exists(),
@@ -35,6 +44,17 @@ impl Nginx {
         let data = pattern(BIG_LEN);
         std::fs::write(dir.join("big"), &data).expect("write nginx /big file");
         let d = dir.path().display().to_string();
+        let (ssl, ssl_files) = match tls {
+            Some((c, k)) => (
+                " ssl",
+                format!(
+                    "        ssl_certificate {};\n        ssl_certificate_key {};\n",
+                    c.display(),
+                    k.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
         let conf = format!(
             r#"daemon off;
 master_process off;
@@ -50,8 +70,8 @@ http {{
     scgi_temp_path {d}/scgi;
     keepalive_requests 10000;
     server {{
-        listen 127.0.0.1:{port};
-        location = /big {{
+        listen 127.0.0.1:{port}{ssl};
+{ssl_files}        location = /big {{
             default_type application/octet-stream;
             alias {d}/big;
         }}
