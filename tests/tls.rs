@@ -16,8 +16,10 @@ use std::time::Duration;
 
 use support::certs::{downstream_tls, upstream_tls, TestCa};
 use support::formats::{parse_access_line, parse_prometheus};
+use support::nginx_h2::NginxH2;
 use support::{
-    curl, curl_ok, wait_until, ConfigBuilder, Nginx, Ringway, Route, TempDir, TestUpstream,
+    curl, curl_ok, sha256_hex, wait_until, ConfigBuilder, Nginx, Ringway, Route, TempDir,
+    TestUpstream,
 };
 
 /// Runs `openssl s_client -connect 127.0.0.1:<port> <args>` with `input` on stdin (then EOF);
@@ -598,4 +600,49 @@ fn envoys_front_proxy_example_validates_unchanged() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn http2_over_tls_by_alpn_both_directions() {
+    // Downstream: curl negotiates h2 by ALPN. Upstream: an HTTP/2 cluster over TLS (ALPN h2) to
+    // nginx `listen ssl http2`, whose self-signed certificate is accepted explicitly.
+    let nginx = NginxH2::start_with_tls(8 << 20);
+    let dir = TempDir::new("tls-h2");
+    let ca = TestCa::new("Ringway Test CA");
+    let ca_path = ca.write(dir.path());
+    let (cert, key) = ca
+        .leaf("localhost", &["localhost", "127.0.0.1"])
+        .write(dir.path(), "server");
+    let upstream_port = nginx.tls_port.expect("nginx TLS port");
+    let cfg = ConfigBuilder::new()
+        .cluster("backend", &[upstream_port])
+        .h2_cluster("backend")
+        .cluster_extra(
+            "backend",
+            &upstream_tls(
+                "common_tls_context:\n  validation_context:\n    trust_chain_verification: ACCEPT_UNTRUSTED",
+            ),
+        )
+        .route(Route::prefix("/", "backend"))
+        .filter_chain(&downstream_tls(&cert, &key, "", ""));
+    let rw = Ringway::start(&cfg.render());
+    let out_file = dir.join("big.out");
+    let out = curl_ok(&[
+        "--cacert",
+        ca_path.to_str().unwrap(),
+        "--http2",
+        "-o",
+        out_file.to_str().unwrap(),
+        "-w",
+        "%{http_code} %{http_version}",
+        &format!("https://localhost:{}/big", rw.listen_port),
+    ]);
+    assert_eq!(out, "200 2", "HTTP/2 negotiated by ALPN");
+    let body = std::fs::read(&out_file).unwrap();
+    assert_eq!(body.len(), nginx.big_len);
+    assert_eq!(sha256_hex(&body), nginx.big_sha256);
+    assert_eq!(rw.stat("http.ingress_http.downstream_cx_http2_total"), 1);
+    assert_eq!(rw.stat("http.ingress_http.downstream_cx_ssl_total"), 1);
+    assert_eq!(rw.stat("cluster.backend.upstream_cx_http2_total"), 1);
+    assert!(rw.stat("cluster.backend.ssl.handshake") >= 1);
 }

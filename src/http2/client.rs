@@ -7,6 +7,10 @@
 //! pool keeps only the `SendRequest` handle and a slot counter, so nothing here is shared with
 //! other workers. A connection that failed or got GOAWAY is dropped from the pool as soon as a
 //! lookup sees it; streams already on it finish.
+//!
+//! While a connection is being opened, requests for the same endpoint wait for it (up to its
+//! stream limit) instead of each opening their own: a burst of first requests would otherwise
+//! open one connection per request, as Envoy's pool avoids by attaching them to the pending one.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -67,17 +71,65 @@ pub enum H2ConnectError {
     Handshake,
 }
 
+/// A connection being opened, and the requests waiting for it.
+pub struct Connecting {
+    cluster: ClusterId,
+    addr: SocketAddr,
+    /// Stream slots promised to waiters (the opener's own request is not counted).
+    claimed: Cell<u32>,
+    capacity: u32,
+    done: Cell<bool>,
+    waiters: std::cell::RefCell<Vec<std::task::Waker>>,
+}
+
+impl Connecting {
+    /// Resolves once the connection is open or has failed.
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            if self.done.get() {
+                return std::task::Poll::Ready(());
+            }
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    fn finish(&self) {
+        self.done.set(true);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct H2Pool {
     /// Per cluster, its open connections.
     conns: Vec<Vec<H2Conn>>,
+    connecting: Vec<Rc<Connecting>>,
 }
 
 impl H2Pool {
     pub fn new(clusters: usize) -> H2Pool {
         H2Pool {
             conns: (0..clusters).map(|_| Vec::new()).collect(),
+            connecting: Vec::new(),
         }
+    }
+
+    /// A connection to `addr` being opened that can still take this request, if any.
+    pub fn join_connecting(
+        &mut self,
+        cluster: ClusterId,
+        addr: &SocketAddr,
+    ) -> Option<Rc<Connecting>> {
+        let c = self
+            .connecting
+            .iter()
+            .find(|c| c.cluster == cluster && c.addr == *addr && c.claimed.get() < c.capacity)?;
+        c.claimed.set(c.claimed.get() + 1);
+        Some(c.clone())
     }
 
     /// A free stream slot on an open connection to `addr`, if any.
@@ -112,11 +164,44 @@ impl H2Pool {
         for conns in &mut self.conns {
             conns.clear();
         }
+        for c in self.connecting.drain(..) {
+            c.finish();
+        }
     }
 
     /// Opens a connection to `endpoint`, runs its HTTP/2 handshake, starts its driver task and
     /// returns a slot on it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
+        pool: &std::cell::RefCell<H2Pool>,
+        worker: usize,
+        stats: &Arc<Stats>,
+        cluster: ClusterId,
+        endpoint: &Arc<Endpoint>,
+        timeout: Duration,
+        opts: Http2Options,
+        tls: Option<&crate::tls::client::ClusterTls>,
+    ) -> Result<StreamSlot, H2ConnectError> {
+        let pending = Rc::new(Connecting {
+            cluster,
+            addr: endpoint.addr,
+            claimed: Cell::new(0),
+            capacity: opts.max_concurrent_streams.saturating_sub(1),
+            done: Cell::new(false),
+            waiters: std::cell::RefCell::new(Vec::new()),
+        });
+        pool.borrow_mut().connecting.push(pending.clone());
+        let result =
+            Self::establish(pool, worker, stats, cluster, endpoint, timeout, opts, tls).await;
+        pool.borrow_mut()
+            .connecting
+            .retain(|c| !Rc::ptr_eq(c, &pending));
+        pending.finish();
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn establish(
         pool: &std::cell::RefCell<H2Pool>,
         worker: usize,
         stats: &Arc<Stats>,

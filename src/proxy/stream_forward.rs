@@ -606,7 +606,18 @@ async fn attempt_h2(
             Some((endpoint.clone(), true)),
         )
     };
-    let slot = match w.h2pool.borrow_mut().take_slot(cluster_id, &endpoint.addr) {
+    let mut slot = w.h2pool.borrow_mut().take_slot(cluster_id, &endpoint.addr);
+    if slot.is_none() {
+        let pending = w
+            .h2pool
+            .borrow_mut()
+            .join_connecting(cluster_id, &endpoint.addr);
+        if let Some(pending) = pending {
+            pending.wait().await;
+            slot = w.h2pool.borrow_mut().take_slot(cluster_id, &endpoint.addr);
+        }
+    }
+    let slot = match slot {
         Some(slot) => {
             if let Some(cs) = w.stats().clusters.get(cluster_id) {
                 cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
