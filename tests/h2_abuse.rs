@@ -13,6 +13,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use serde_json::Value;
 use support::py::{run, run_ok, vm_rss_kib, PyRun};
 use support::*;
@@ -53,6 +55,17 @@ fn attack(t: &Target, mode: &str, extra: &[&str]) -> PyRun {
             "--request-timeout",
             "10",
         ],
+    );
+    // The attack starts only once the other client has had an answer: some attacks are cut off
+    // within milliseconds, sooner than a Python client starts.
+    assert!(
+        wait_until(Duration::from_secs(15), || live
+            .stderr_text()
+            .contains("first-ok")
+            .then_some(()))
+        .is_some(),
+        "{mode}: the liveness client never got a first answer: {}",
+        live.stderr_text()
     );
     let growth = MAX_RSS_GROWTH_KIB.to_string();
     let mut args = vec![

@@ -159,6 +159,9 @@ def main():
             if not 200 <= status < 300:
                 raise ConnectionError("status %d" % status)
             ok += 1
+            if ok == 1:
+                # Tells the harness the client is up, so an attack starts while it is running.
+                print("first-ok", file=sys.stderr, flush=True)
         except Exception as e:  # every failure is counted and described, then we reconnect
             fail += 1
             if len(errors) < 10:
