@@ -96,39 +96,12 @@ pub async fn forward(
         || matches!(req.head.framing, BodyFraming::Length(n) if n > 0);
 
     // 1. admission
-    let local = &w.clusters[cluster_id];
-    if local.active_requests.get() >= w.share(cluster.circuit_breakers.max_requests) {
-        cs.inc(w.index, ClusterStat::UpstreamRqPendingOverflow);
-        log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
-        local_reply(
-            c,
-            req,
-            log,
-            503,
-            b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            hcm,
-            has_body,
-            &[],
-        )
-        .await;
+    if let Err((status, flag, text)) = admit(w, cluster_id) {
+        log.flags.insert(flag);
+        local_reply(c, req, log, status, text, hcm, has_body, &[]).await;
         return None;
     }
-    let no_members = w
-        .membership
-        .borrow()
-        .current
-        .clusters
-        .get(cluster_id)
-        .is_none_or(|m| m.endpoints.is_empty());
-    if no_members {
-        cs.inc(w.index, ClusterStat::UpstreamCxNoneHealthy);
-        log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
-        local_reply(c, req, log, 503, b"no healthy upstream", hcm, has_body, &[]).await;
-        return None;
-    }
-    local.active_requests.set(local.active_requests.get() + 1);
     let mut budget = RetryBudget::new(retry);
-    cs.inc(w.index, ClusterStat::UpstreamRqActive);
 
     // 2. body plan (100-continue first: the client waits for it before sending the body)
     if req.head.expect_continue && has_body {
@@ -394,48 +367,17 @@ pub async fn forward(
             relay_response(w, c, hcm, req, conn, head, deadline, mutations, log).await;
         }
         Err(e) => {
-            let (status, flag, body): (u16, ResponseFlags, &[u8]) = match e {
-                AttemptError::Connect => (
-                    503,
-                    ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
-                    b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-                ),
-                AttemptError::Overflow => {
-                    cs.inc(w.index, ClusterStat::UpstreamCxOverflow);
-                    (
-                        503,
-                        ResponseFlags::UPSTREAM_OVERFLOW,
-                        b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
-                    )
+            if matches!(e, AttemptError::BadBody) {
+                if let Some(hs) = w.stats().http.get(listener) {
+                    hs.inc(w.index, crate::stats::HttpStat::DownstreamCxProtocolError);
                 }
-                AttemptError::Reset { .. } => {
-                    cs.inc(w.index, ClusterStat::UpstreamRqRxReset);
-                    (
-                        502,
-                        ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                        b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-                    )
-                }
-                AttemptError::Timeout => {
-                    cs.inc(w.index, ClusterStat::UpstreamRqTimeout);
-                    (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout")
-                }
-                AttemptError::Protocol => {
-                    cs.inc(w.index, ClusterStat::UpstreamCxProtocolError);
-                    (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
-                }
-                AttemptError::BadBody => {
-                    if let Some(hs) = w.stats().http.get(listener) {
-                        hs.inc(w.index, crate::stats::HttpStat::DownstreamCxProtocolError);
-                    }
-                    (400, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR, b"malformed chunked body")
-                }
-                AttemptError::Downstream => {
-                    c.close = true;
-                    log.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                    finish_cluster_request(w, cluster_id, budget.held);
-                    return None;
-                }
+            }
+            let Some((status, flag, body)) = failure_reply(w, cluster_id, &e) else {
+                c.close = true;
+                log.flags
+                    .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                finish_cluster_request(w, cluster_id, budget.held);
+                return None;
             };
             log.flags.insert(flag);
             if policy.is_some_and(|p| p.num_retries > 0) && budget.left == 0 {
@@ -449,6 +391,95 @@ pub async fn forward(
     }
     finish_cluster_request(w, cluster_id, budget.held);
     None
+}
+
+/// A local reply: status, response flag and text.
+pub(crate) type Reply = (u16, ResponseFlags, &'static [u8]);
+
+/// Admission against the cluster's circuit breakers (this worker's share) and its member set.
+/// On success the request counts as active until [`finish_cluster_request`].
+pub(crate) fn admit(w: &Worker, cluster_id: ClusterId) -> Result<(), Reply> {
+    let (Some(cluster), Some(cs), Some(local)) = (
+        w.shared.config.clusters.get(cluster_id),
+        w.stats().clusters.get(cluster_id),
+        w.clusters.get(cluster_id),
+    ) else {
+        return Err((503, ResponseFlags::NO_HEALTHY_UPSTREAM, b"no cluster"));
+    };
+    if local.active_requests.get() >= w.share(cluster.circuit_breakers.max_requests) {
+        cs.inc(w.index, ClusterStat::UpstreamRqPendingOverflow);
+        return Err((
+            503,
+            ResponseFlags::UPSTREAM_OVERFLOW,
+            b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
+        ));
+    }
+    let no_members = w
+        .membership
+        .borrow()
+        .current
+        .clusters
+        .get(cluster_id)
+        .is_none_or(|m| m.endpoints.is_empty());
+    if no_members {
+        cs.inc(w.index, ClusterStat::UpstreamCxNoneHealthy);
+        return Err((
+            503,
+            ResponseFlags::NO_HEALTHY_UPSTREAM,
+            b"no healthy upstream",
+        ));
+    }
+    local.active_requests.set(local.active_requests.get() + 1);
+    cs.inc(w.index, ClusterStat::UpstreamRqActive);
+    Ok(())
+}
+
+/// The local reply for a failed request (Envoy's codes, flags and texts), counting the
+/// cluster stat that goes with it; `None` when the client is gone and nothing can be sent.
+pub(crate) fn failure_reply(w: &Worker, cluster_id: ClusterId, e: &AttemptError) -> Option<Reply> {
+    let cs = w.stats().clusters.get(cluster_id);
+    let count = |stat: ClusterStat| {
+        if let Some(cs) = cs {
+            cs.inc(w.index, stat);
+        }
+    };
+    Some(match e {
+        AttemptError::Connect => (
+            503,
+            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
+            b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
+        ),
+        AttemptError::Overflow => {
+            count(ClusterStat::UpstreamCxOverflow);
+            (
+                503,
+                ResponseFlags::UPSTREAM_OVERFLOW,
+                b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
+            )
+        }
+        AttemptError::Reset { .. } => {
+            count(ClusterStat::UpstreamRqRxReset);
+            (
+                502,
+                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
+                b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
+            )
+        }
+        AttemptError::Timeout => {
+            count(ClusterStat::UpstreamRqTimeout);
+            (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout")
+        }
+        AttemptError::Protocol => {
+            count(ClusterStat::UpstreamCxProtocolError);
+            (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
+        }
+        AttemptError::BadBody => (
+            400,
+            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            b"malformed chunked body",
+        ),
+        AttemptError::Downstream => return None,
+    })
 }
 
 pub(crate) fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {

@@ -23,7 +23,7 @@ use crate::http1::encode::{write_chunk, write_header, write_last_chunk, write_st
 use crate::http1::parse::{Method, Version};
 use crate::http2::server::{is_grpc, ConnCtx, StreamHead};
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::forward::{body_deadline, AttemptError, BodyPlan, RetryBudget};
+use crate::proxy::forward::{body_deadline, failure_reply, AttemptError, BodyPlan, RetryBudget};
 use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
 use crate::proxy::http1_conn::{local_reply, Downstream, Request, RequestLog};
 use crate::proxy::io::{read_append_until, write_all};
@@ -245,18 +245,11 @@ pub(crate) async fn forward(
             local_reply(c, req, log, 502, b"upstream protocol error", hcm, true, &[]).await;
         }
         Err(e) => {
-            let (status, flag, text): (u16, ResponseFlags, &[u8]) = match e {
-                AttemptError::Connect => (503, ResponseFlags::UPSTREAM_CONNECTION_FAILURE, b"upstream connect error or disconnect/reset before headers. reset reason: connection failure"),
-                AttemptError::Overflow => (503, ResponseFlags::UPSTREAM_OVERFLOW, b"upstream connect error or disconnect/reset before headers. reset reason: overflow"),
-                AttemptError::Reset { .. } => (502, ResponseFlags::UPSTREAM_CONNECTION_TERMINATION, b"upstream connect error or disconnect/reset before headers. reset reason: connection termination"),
-                AttemptError::Timeout => (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout"),
-                AttemptError::Protocol => (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error"),
-                AttemptError::BadBody => (400, ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR, b"malformed chunked body"),
-                AttemptError::Downstream => {
-                    c.close = true;
-                    log.flags.insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                    return;
-                }
+            let Some((status, flag, text)) = failure_reply(w, action.cluster, &e) else {
+                c.close = true;
+                log.flags
+                    .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                return;
             };
             log.flags.insert(flag);
             local_reply(c, req, log, status, text, hcm, body_unread, &[]).await;

@@ -36,8 +36,8 @@ use crate::http2::client::{H2ConnectError, H2Pool, StreamSlot};
 use crate::http2::server::{local_reply, ConnCtx, StreamHead};
 use crate::proxy::flags::ResponseFlags;
 use crate::proxy::forward::{
-    can_retry, finish_cluster_request, obtain_connection, pick_endpoint, report_outcome,
-    AttemptError, RetryBudget,
+    admit, can_retry, failure_reply, finish_cluster_request, obtain_connection, pick_endpoint,
+    report_outcome, AttemptError, RetryBudget,
 };
 use crate::proxy::headers::Mutations;
 use crate::proxy::http1_conn::RequestLog;
@@ -122,48 +122,11 @@ pub async fn forward(
 ) {
     let cluster_id = req.action.cluster;
     log.cluster = Some(cluster_id);
-    let shared = &w.shared;
-    let (Some(cluster), Some(cs)) = (
-        shared.config.clusters.get(cluster_id),
-        shared.stats.clusters.get(cluster_id),
-    ) else {
-        local_reply(respond, req.hcm, req.grpc, 503, b"no cluster", &[], log);
-        return;
-    };
-
-    // 1. admission
-    let local = &w.clusters[cluster_id];
-    if local.active_requests.get() >= w.share(cluster.circuit_breakers.max_requests) {
-        cs.inc(w.index, ClusterStat::UpstreamRqPendingOverflow);
-        log.flags.insert(ResponseFlags::UPSTREAM_OVERFLOW);
-        let text =
-            b"upstream connect error or disconnect/reset before headers. reset reason: overflow";
-        local_reply(respond, req.hcm, req.grpc, 503, text, &[], log);
+    if let Err((status, flag, text)) = admit(w, cluster_id) {
+        log.flags.insert(flag);
+        local_reply(respond, req.hcm, req.grpc, status, text, &[], log);
         return;
     }
-    let no_members = w
-        .membership
-        .borrow()
-        .current
-        .clusters
-        .get(cluster_id)
-        .is_none_or(|m| m.endpoints.is_empty());
-    if no_members {
-        cs.inc(w.index, ClusterStat::UpstreamCxNoneHealthy);
-        log.flags.insert(ResponseFlags::NO_HEALTHY_UPSTREAM);
-        local_reply(
-            respond,
-            req.hcm,
-            req.grpc,
-            503,
-            b"no healthy upstream",
-            &[],
-            log,
-        );
-        return;
-    }
-    local.active_requests.set(local.active_requests.get() + 1);
-    cs.inc(w.index, ClusterStat::UpstreamRqActive);
     let mut budget = RetryBudget::new(req.retry);
 
     // 2-4. body plan and attempts, abandoned as soon as the client resets the stream.
@@ -179,7 +142,6 @@ pub async fn forward(
             _ = reset => None,
         }
     };
-    cs.dec(w.index, ClusterStat::UpstreamRqActive);
     let Some(outcome) = outcome else {
         log.flags
             .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
@@ -209,43 +171,12 @@ pub async fn forward(
             }
         }
         Err(e) => {
-            let (status, flag, text): (u16, ResponseFlags, &[u8]) = match e {
-                AttemptError::Connect => (
-                    503,
-                    ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
-                    b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-                ),
-                AttemptError::Overflow => {
-                    cs.inc(w.index, ClusterStat::UpstreamCxOverflow);
-                    (
-                        503,
-                        ResponseFlags::UPSTREAM_OVERFLOW,
-                        b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
-                    )
-                }
-                AttemptError::Reset { .. } => {
-                    cs.inc(w.index, ClusterStat::UpstreamRqRxReset);
-                    (
-                        502,
-                        ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                        b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-                    )
-                }
-                AttemptError::Timeout => {
-                    cs.inc(w.index, ClusterStat::UpstreamRqTimeout);
-                    (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout")
-                }
-                AttemptError::Protocol => {
-                    cs.inc(w.index, ClusterStat::UpstreamCxProtocolError);
-                    (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
-                }
-                AttemptError::Downstream | AttemptError::BadBody => {
-                    log.flags
-                        .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                    respond.send_reset(Reason::CANCEL);
-                    finish_cluster_request(w, cluster_id, budget.held);
-                    return;
-                }
+            let Some((status, flag, text)) = failure_reply(w, cluster_id, &e) else {
+                log.flags
+                    .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+                respond.send_reset(Reason::CANCEL);
+                finish_cluster_request(w, cluster_id, budget.held);
+                return;
             };
             log.flags.insert(flag);
             if req.retry.is_some_and(|p| p.num_retries > 0) && budget.left == 0 {
