@@ -12,6 +12,7 @@
 //! 5. relay: the response head is rewritten and the body streamed back in bounded chunks;
 //!    the upstream connection returns to the pool only if the exchange ended cleanly.
 
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,6 +193,7 @@ pub async fn forward(
     let policy = retry;
     let mut reuse_retry_used = false;
     let mut fresh_to: Option<Arc<Endpoint>> = None;
+    let mut last_host: Option<std::net::SocketAddr> = None;
     let mut sent_body_bytes = false;
     let outcome = loop {
         budget.back_off(w, cluster_id).await;
@@ -208,6 +210,7 @@ pub async fn forward(
             cluster_id,
             cluster.connect_timeout,
             fresh_to.take(),
+            &mut last_host,
         )
         .await
         {
@@ -645,8 +648,15 @@ fn health_mode(w: &Worker, cluster_id: ClusterId) -> (bool, bool) {
 }
 
 /// Load-balances over `endpoints` (the cluster's members): failed and ejected members are
-/// skipped unless the cluster is in panic mode.
-fn pick_index(w: &Worker, cluster_id: ClusterId, endpoints: &[Arc<Endpoint>]) -> Option<usize> {
+/// skipped unless the cluster is in panic mode, and `last` (the host the previous attempt of
+/// this request used) whenever another will do, so a retry goes elsewhere, as nginx's
+/// `proxy_next_upstream` and Envoy's `previous_hosts` retry predicate do.
+fn pick_index(
+    w: &Worker,
+    cluster_id: ClusterId,
+    endpoints: &[Arc<Endpoint>],
+    last: Option<SocketAddr>,
+) -> Option<usize> {
     let n = endpoints.len();
     let active = |i: usize| {
         endpoints[i]
@@ -659,30 +669,37 @@ fn pick_index(w: &Worker, cluster_id: ClusterId, endpoints: &[Arc<Endpoint>]) ->
         let h = &endpoints[i].health;
         h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
     };
+    let fresh = |i: usize| last != Some(endpoints[i].addr);
     let mut lbs = w.lbs.borrow_mut();
     let lb = lbs.get_mut(cluster_id)?;
     if checked && !panic {
         // Every member unusable while the gauge still says otherwise: fall back to all.
-        lb.pick(n, usable, active)
+        lb.pick(n, |i| usable(i) && fresh(i), active)
+            .or_else(|| lb.pick(n, usable, active))
             .or_else(|| lb.pick(n, |_| true, active))
     } else {
-        lb.pick(n, |_| true, active)
+        lb.pick(n, fresh, active)
+            .or_else(|| lb.pick(n, |_| true, active))
     }
 }
 
 /// Picks an endpoint of `cluster_id` (`fresh_to` when it is still a member).
+/// `last` is updated to the endpoint picked.
 pub(crate) fn pick_endpoint(
     w: &Worker,
     cluster_id: ClusterId,
     fresh_to: Option<Arc<Endpoint>>,
+    last: &mut Option<SocketAddr>,
 ) -> Option<Arc<Endpoint>> {
     if let Some(e) = fresh_to.filter(|e| e.is_member()) {
         return Some(e);
     }
     let membership = w.membership.borrow();
     let members = membership.current.clusters.get(cluster_id)?;
-    let idx = pick_index(w, cluster_id, &members.endpoints)?;
-    members.endpoints.get(idx).cloned()
+    let idx = pick_index(w, cluster_id, &members.endpoints, *last)?;
+    let picked = members.endpoints.get(idx).cloned();
+    *last = picked.as_ref().map(|e| e.addr);
+    picked
 }
 
 /// Picks an endpoint and returns a pooled connection to it, or a new one.
@@ -693,6 +710,7 @@ pub(crate) async fn obtain_connection(
     cluster_id: ClusterId,
     connect_timeout: Duration,
     fresh_to: Option<Arc<Endpoint>>,
+    last: &mut Option<SocketAddr>,
 ) -> Result<UpstreamConn, AttemptError> {
     // Pick by index and look in the pool by address first: the endpoint's `Arc` (shared with
     // other workers) is cloned only when a new connection needs it, so the common path touches
@@ -707,8 +725,10 @@ pub(crate) async fn obtain_connection(
                 .clusters
                 .get(cluster_id)
                 .ok_or(AttemptError::Connect)?;
-            let idx = pick_index(w, cluster_id, &members.endpoints).ok_or(AttemptError::Connect)?;
+            let idx = pick_index(w, cluster_id, &members.endpoints, *last)
+                .ok_or(AttemptError::Connect)?;
             let addr = members.endpoints[idx].addr;
+            *last = Some(addr);
             if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
                 if let Some(cs) = w.stats().clusters.get(cluster_id) {
                     cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);

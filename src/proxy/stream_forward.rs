@@ -226,6 +226,7 @@ pub(crate) async fn attempts(
     let policy = req.retry;
     let mut reuse_retry_used = false;
     let mut fresh_to: Option<Arc<Endpoint>> = None;
+    let mut last_host: Option<std::net::SocketAddr> = None;
     loop {
         budget.back_off(w, cluster_id).await;
         let attempt_start = Instant::now();
@@ -239,7 +240,8 @@ pub(crate) async fn attempts(
         let replayable_before = body.rest.is_none();
         let result = match cluster.protocol {
             UpstreamProtocol::Http2(opts) => {
-                let Some(endpoint) = pick_endpoint(w, cluster_id, fresh_to.take()) else {
+                let Some(endpoint) = pick_endpoint(w, cluster_id, fresh_to.take(), &mut last_host)
+                else {
                     return Err(AttemptError::Connect);
                 };
                 log.upstream_host = Some(endpoint.addr);
@@ -261,8 +263,14 @@ pub(crate) async fn attempts(
                 .map(|u| (u, endpoint))
             }
             UpstreamProtocol::Http1 => {
-                match obtain_connection(w, cluster_id, cluster.connect_timeout, fresh_to.take())
-                    .await
+                match obtain_connection(
+                    w,
+                    cluster_id,
+                    cluster.connect_timeout,
+                    fresh_to.take(),
+                    &mut last_host,
+                )
+                .await
                 {
                     Ok(conn) => {
                         log.upstream_host = Some(conn.endpoint.addr);
