@@ -72,6 +72,12 @@ pub struct Args {
     /// Write the latency-over-time chart (SVG; HTML with the SVG embedded if FILE ends in .html).
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
+    /// Print the live progress line even when stderr is not a terminal.
+    #[arg(long, conflicts_with = "quiet")]
+    pub progress: bool,
+    /// No live progress line (it is on by default when stderr is a terminal).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     #[command(flatten)]
     pub churn: ChurnArgs,
 }
@@ -308,6 +314,8 @@ pub struct Config {
     pub json: Option<std::path::PathBuf>,
     pub report: Option<std::path::PathBuf>,
     pub churn: Option<ChurnSpec>,
+    /// Print the live progress line to stderr.
+    pub progress: bool,
 }
 
 /// Parts of an http:// URL.
@@ -493,6 +501,8 @@ impl Args {
             json: self.json,
             report: self.report,
             churn,
+            progress: self.progress
+                || (!self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
         })
     }
 }

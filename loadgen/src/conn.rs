@@ -47,6 +47,8 @@ pub struct Plan {
     /// This thread's time-resolved results. A `RefCell` on a single-threaded runtime: no lock,
     /// and borrows never cross an await.
     pub timeline: RefCell<Timeline>,
+    /// This thread's live counters for the progress line (relaxed atomics only it writes).
+    pub live: std::sync::Arc<crate::progress::Live>,
 }
 
 /// Load model of one connection.
@@ -118,12 +120,20 @@ pub async fn run(plan: Rc<Plan>, mut pacing: Pacing) -> Recorder {
                 Err(f) => Err(f),
             },
         };
-        if measured && !matches!(result, Err(Failure::Connect)) {
-            rec.sent += 1;
+        if !matches!(result, Err(Failure::Connect)) {
+            plan.live.sent();
+            if measured {
+                rec.sent += 1;
+            }
         }
         let offset = due.saturating_duration_since(plan.measure_from);
         match result {
             Ok((status, keep_alive)) => {
+                let us = Instant::now()
+                    .saturating_duration_since(start)
+                    .as_micros()
+                    .min(u128::from(u64::MAX)) as u64;
+                plan.live.response(us, (200..300).contains(&status));
                 if measured {
                     rec.completed += 1;
                     let latency = Instant::now().saturating_duration_since(start);
@@ -144,6 +154,7 @@ pub async fn run(plan: Rc<Plan>, mut pacing: Pacing) -> Recorder {
             }
             Err(f) => {
                 conn = None;
+                plan.live.failure();
                 if measured {
                     plan.timeline.borrow_mut().record_failure(offset);
                     match f {

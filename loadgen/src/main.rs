@@ -7,6 +7,7 @@ mod conn;
 mod control;
 mod demo;
 mod h1;
+mod progress;
 mod report;
 mod run;
 mod schedule;

@@ -11,12 +11,15 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::cli::{Config, Mode};
 use crate::conn::{self, Pacing, Plan};
+use crate::progress::{self, Live};
 use crate::report::{Recorder, Summary};
 use crate::schedule::Schedule;
 use crate::timeline::Timeline;
@@ -67,7 +70,21 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
     let deadline = end + cfg.timeout;
     let duration = cfg.duration;
     let mut handles = Vec::with_capacity(cfg.threads);
+    let lives: Vec<Arc<Live>> = (0..cfg.threads).map(|_| Arc::default()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let printer = if cfg.progress {
+        let (lives, stop) = (lives.clone(), Arc::clone(&stop));
+        Some(
+            std::thread::Builder::new()
+                .name("progress".into())
+                .spawn(move || progress::print_until(lives, t0, measure_from, end, stop))
+                .map_err(|e| format!("cannot spawn progress thread: {e}"))?,
+        )
+    } else {
+        None
+    };
     for thread in 0..cfg.threads {
+        let live = Arc::clone(&lives[thread]);
         let cpu = cfg
             .cpu_set
             .as_ref()
@@ -96,6 +113,7 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
                             end,
                             deadline,
                             timeline: RefCell::new(Timeline::new(duration)),
+                            live,
                         });
                         // Connection g of the run belongs to thread g % threads.
                         let tasks: Vec<_> = (thread..connections)
@@ -122,19 +140,12 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
             .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
         handles.push(h);
     }
-    let mut rec = Recorder::new();
-    let mut timeline = Timeline::new(cfg.duration);
-    let mut drivers: Vec<&str> = Vec::new();
-    for h in handles {
-        let ((r, tl), driver) = h
-            .join()
-            .map_err(|_| "a worker thread panicked".to_string())??;
-        rec.merge(&r);
-        timeline.merge(&tl);
-        if !drivers.contains(&driver) {
-            drivers.push(driver);
-        }
+    let joined = join_all(handles, cfg.duration);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = printer {
+        let _ = p.join();
     }
+    let (rec, timeline, drivers) = joined?;
     let (mode, target_rate) = match cfg.mode {
         Mode::Open { rate, .. } => ("open", Some(rate)),
         Mode::Closed => ("closed", None),
@@ -152,6 +163,29 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
         churn: Vec::new(),
         churn_window: crate::report::DEFAULT_CHURN_WINDOW,
     })
+}
+
+type WorkerHandle = std::thread::JoinHandle<Result<((Recorder, Timeline), &'static str), String>>;
+
+/// Wait for every worker and merge what they recorded; also returns the drivers used.
+fn join_all(
+    handles: Vec<WorkerHandle>,
+    duration: Duration,
+) -> Result<(Recorder, Timeline, Vec<&'static str>), String> {
+    let mut rec = Recorder::new();
+    let mut timeline = Timeline::new(duration);
+    let mut drivers: Vec<&str> = Vec::new();
+    for h in handles {
+        let ((r, tl), driver) = h
+            .join()
+            .map_err(|_| "a worker thread panicked".to_string())??;
+        rec.merge(&r);
+        timeline.merge(&tl);
+        if !drivers.contains(&driver) {
+            drivers.push(driver);
+        }
+    }
+    Ok((rec, timeline, drivers))
 }
 
 /// Run a future on this thread's runtime: io_uring if it can be set up, else legacy epoll.
@@ -188,8 +222,7 @@ mod tests {
     use crate::schedule::Arrivals;
     use std::io::{Read, Write};
     use std::net::TcpListener;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
 
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
@@ -257,6 +290,7 @@ mod tests {
             json: None,
             report: None,
             churn: None,
+            progress: false,
         }
     }
 
