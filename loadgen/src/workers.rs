@@ -83,8 +83,7 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
     } else {
         None
     };
-    for thread in 0..cfg.threads {
-        let live = Arc::clone(&lives[thread]);
+    for (thread, live) in lives.iter().cloned().enumerate() {
         let cpu = cfg
             .cpu_set
             .as_ref()
