@@ -7,6 +7,8 @@ mod conn;
 mod control;
 mod demo;
 mod h1;
+mod h2conn;
+mod net;
 mod progress;
 mod report;
 mod run;

@@ -139,6 +139,8 @@ pub const PERCENTILES: [(&str, f64); 5] = [
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub url: String,
+    /// "http/1.1", "h2c", "http/1.1+tls" or "h2+tls".
+    pub protocol: String,
     /// "open" or "closed".
     pub mode: &'static str,
     pub target_rate: Option<f64>,
@@ -185,7 +187,7 @@ impl Summary {
             self.duration.as_secs_f64(),
             self.driver
         );
-        let _ = writeln!(s, "target: {}", self.url);
+        let _ = writeln!(s, "target: {} ({})", self.url, self.protocol);
         let _ = writeln!(
             s,
             "requests: sent {}  completed {}  unsent {}  achieved {:.1} req/s",
@@ -420,6 +422,7 @@ impl Summary {
         };
         json!({
             "url": self.url,
+            "protocol": self.protocol,
             "mode": self.mode,
             "target_rate": self.target_rate,
             "connections": self.connections,
@@ -476,6 +479,7 @@ mod tests {
     fn summary(rec: Recorder) -> Summary {
         Summary {
             url: "http://x/".into(),
+            protocol: "http/1.1".into(),
             mode: "open",
             target_rate: Some(100.0),
             connections: 1,

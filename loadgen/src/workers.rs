@@ -89,6 +89,7 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
             .as_ref()
             .and_then(|set| set.get(thread % set.len()).copied());
         let request = cfg.request.clone();
+        let (tls, h2) = (cfg.tls.clone(), cfg.h2.clone());
         let (addr, head_request, timeout, mode) =
             (cfg.addr, cfg.head_request, cfg.timeout, cfg.mode);
         let (connections, threads, seed) = (cfg.connections, cfg.threads, cfg.seed);
@@ -104,6 +105,8 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
                     block_on(move || async move {
                         let plan = Rc::new(Plan {
                             addr,
+                            tls,
+                            h2,
                             request: Rc::new(request),
                             head_request,
                             timeout,
@@ -149,8 +152,15 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
         Mode::Open { rate, .. } => ("open", Some(rate)),
         Mode::Closed => ("closed", None),
     };
+    let protocol = match (cfg.h2.is_some(), cfg.tls.is_some()) {
+        (true, true) => "h2+tls",
+        (true, false) => "h2c",
+        (false, true) => "http/1.1+tls",
+        (false, false) => "http/1.1",
+    };
     Ok(Summary {
         url: cfg.url.clone(),
+        protocol: protocol.into(),
         mode,
         target_rate,
         connections: cfg.connections,
@@ -290,6 +300,8 @@ mod tests {
             report: None,
             churn: None,
             progress: false,
+            tls: None,
+            h2: None,
         }
     }
 
