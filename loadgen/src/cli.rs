@@ -551,7 +551,13 @@ impl Args {
             None
         };
         let h2 = if http2 {
-            Some(h2_plan(&self.method, &target, &self.headers, body.as_bytes(), self.streams)?)
+            Some(h2_plan(
+                &self.method,
+                &target,
+                &self.headers,
+                body.as_bytes(),
+                self.streams,
+            )?)
         } else {
             None
         };
@@ -613,8 +619,15 @@ fn h2_plan(
             .ok_or_else(|| format!("header {h:?} must be 'name: value'"))?;
         let name = http::HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
             .map_err(|_| format!("bad header name in {h:?}"))?;
-        if ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"]
-            .contains(&name.as_str())
+        if [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+            "host",
+        ]
+        .contains(&name.as_str())
         {
             return Err(format!(
                 "header {name} cannot be sent over HTTP/2 (the URL gives :authority)"
@@ -625,7 +638,10 @@ fn h2_plan(
         map.append(name, value);
     }
     if !body.is_empty() && !map.contains_key(http::header::CONTENT_LENGTH) {
-        map.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+        map.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
+        );
     }
     Ok(crate::h2conn::H2Plan {
         method,

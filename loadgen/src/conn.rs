@@ -18,8 +18,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
-use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller};
 
 use crate::net::{self, Stream};
 

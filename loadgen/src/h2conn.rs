@@ -82,13 +82,7 @@ pub async fn run(plan: Rc<Plan>, h2: Rc<H2Plan>, pacing: Pacing) -> Recorder {
         *shared.conn.borrow_mut() = Some(c);
     }
     let lanes: Vec<_> = (0..h2.streams)
-        .map(|_| {
-            monoio::spawn(lane(
-                Rc::clone(&plan),
-                Rc::clone(&h2),
-                Rc::clone(&shared),
-            ))
-        })
+        .map(|_| monoio::spawn(lane(Rc::clone(&plan), Rc::clone(&h2), Rc::clone(&shared))))
         .collect();
     let mut rec = Recorder::new();
     for l in lanes {
@@ -216,7 +210,10 @@ async fn exchange(plan: &Plan, h2: &H2Plan, shared: &Shared) -> Result<u16, Fail
     if matches!(result, Err(Failure::Reset | Failure::Protocol)) && conn.closed.get() {
         // The connection itself ended: drop it so the next request reconnects.
         let mut slot = shared.conn.borrow_mut();
-        if slot.as_ref().is_some_and(|c| Rc::ptr_eq(&c.closed, &conn.closed)) {
+        if slot
+            .as_ref()
+            .is_some_and(|c| Rc::ptr_eq(&c.closed, &conn.closed))
+        {
             *slot = None;
         }
     }

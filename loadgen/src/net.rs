@@ -72,9 +72,9 @@ impl Tls {
             let mut roots = RootCertStore::empty();
             for c in CertificateDer::pem_slice_iter(&pem) {
                 let c = c.map_err(|e| format!("{what} {}: {e}", path.display()))?;
-                roots
-                    .add(c)
-                    .map_err(|e| format!("{what} {}: unusable CA certificate: {e}", path.display()))?;
+                roots.add(c).map_err(|e| {
+                    format!("{what} {}: unusable CA certificate: {e}", path.display())
+                })?;
             }
             if roots.is_empty() {
                 return Err(format!("{what} {} holds no certificate", path.display()));
@@ -107,11 +107,7 @@ pub enum Stream {
 }
 
 /// TCP connect (and TLS handshake) before `deadline`.
-pub async fn connect(
-    addr: SocketAddr,
-    tls: Option<&Tls>,
-    deadline: Instant,
-) -> Result<Stream, ()> {
+pub async fn connect(addr: SocketAddr, tls: Option<&Tls>, deadline: Instant) -> Result<Stream, ()> {
     let at = monoio::time::Instant::from_std(deadline);
     let tcp = match monoio::time::timeout_at(at, TcpStream::connect_addr(addr)).await {
         Ok(Ok(s)) => s,
