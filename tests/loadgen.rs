@@ -304,12 +304,32 @@ fn tls_h1_and_h2_against_nginx() {
     // h2 over TLS, ALPN h2 (the client refuses a connection where the server did not pick h2).
     let (out, j) = load_run(&["--insecure", "--http2", "--streams", "3"], &url);
     assert_all_ok(&out, &j, "h2+tls");
-    // TLS 1.2 without resumption.
-    let (out, j) = load_run(
-        &["--insecure", "--tls-version", "1.2", "--no-resumption"],
-        &url,
-    );
-    assert_all_ok(&out, &j, "http/1.1+tls");
+    // A new connection per request (the server closes after each response): with resumption on
+    // (the default) the reconnects resume, with --no-resumption every handshake is full; both
+    // on TLS 1.3 and on TLS 1.2.
+    for version in ["1.3", "1.2"] {
+        let args = [
+            "--insecure",
+            "--tls-version",
+            version,
+            "-H",
+            "Connection: close",
+        ];
+        let (out, j) = load_run(&args, &url);
+        assert_all_ok(&out, &j, "http/1.1+tls");
+        let resumed = j["tls_handshakes"]["resumed"].as_u64().unwrap();
+        assert!(resumed >= 300, "TLS {version}: {}", text(&out));
+        let mut args = args.to_vec();
+        args.push("--no-resumption");
+        let (out, j) = load_run(&args, &url);
+        assert_all_ok(&out, &j, "http/1.1+tls");
+        assert_eq!(j["tls_handshakes"]["resumed"], 0, "{}", text(&out));
+        assert!(
+            j["tls_handshakes"]["full"].as_u64().unwrap() >= 400,
+            "{}",
+            text(&out)
+        );
+    }
     // Verification is on unless --insecure: nginx's self-signed certificate is refused.
     let (out, j) = load_run(&[], &url);
     assert_eq!(j["completed"], 0, "{}", text(&out));

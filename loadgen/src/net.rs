@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -21,7 +21,10 @@ use rustls::client::{ClientSessionMemoryCache, Resumption, WebPkiServerVerifier}
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, RootCertStore,
+    SignatureScheme,
+};
 
 pub type ClientTls = monoio_rustls::ClientTlsStream<TcpStream>;
 
@@ -29,6 +32,8 @@ pub type ClientTls = monoio_rustls::ClientTlsStream<TcpStream>;
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 /// Sessions kept for resumption: one target, so a few suffice.
 const SESSION_CACHE: usize = 256;
+/// One TLS record and its header per handshake read.
+const READ_CHUNK: usize = 16 * 1024 + 512;
 
 /// TLS of a run: the shared client config and the name sent (SNI) and verified.
 #[derive(Debug, Clone)]
@@ -118,9 +123,22 @@ pub async fn connect(addr: SocketAddr, tls: Option<&Tls>, deadline: Instant) -> 
     let Some(tls) = tls else {
         return Ok(Stream::Plain(tcp));
     };
-    let connector = monoio_rustls::TlsConnector::from(tls.config.clone());
-    match monoio::time::timeout_at(at, connector.connect(tls.server_name.clone(), tcp)).await {
-        Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+    let mut conn = ClientConnection::new(tls.config.clone(), tls.server_name.clone())
+        .map_err(|e| report_once(&format!("TLS handshake failed: {e}")))?;
+    let mut tcp = tcp;
+    match monoio::time::timeout_at(at, handshake(&mut tcp, &mut conn)).await {
+        Ok(Ok(())) => {
+            let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+            HANDSHAKES.with(|h| {
+                let (full, res) = h.get();
+                h.set(if resumed {
+                    (full, res + 1)
+                } else {
+                    (full + 1, res)
+                });
+            });
+            Ok(Stream::Tls(Box::new(ClientTls::new(tcp, conn))))
+        }
         Ok(Err(e)) => {
             // Report once per distinct reason: a certificate problem would otherwise be a bare
             // connect-error count.
@@ -128,6 +146,58 @@ pub async fn connect(addr: SocketAddr, tls: Option<&Tls>, deadline: Instant) -> 
             Err(())
         }
         Err(_) => Err(()),
+    }
+}
+
+thread_local! {
+    /// (full, resumed) TLS handshakes completed on this worker thread.
+    static HANDSHAKES: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// (full, resumed) TLS handshakes completed on this thread so far.
+pub fn handshakes() -> (u64, u64) {
+    HANDSHAKES.with(|h| h.get())
+}
+
+/// Drive the client handshake to completion. Every byte read is handed to rustls (which buffers
+/// what follows the handshake), so nothing is lost when the stream is wrapped afterwards.
+async fn handshake(tcp: &mut TcpStream, conn: &mut ClientConnection) -> Result<(), String> {
+    let mut buf = Vec::with_capacity(READ_CHUNK);
+    loop {
+        while conn.wants_write() {
+            let mut out = Vec::with_capacity(4096);
+            while conn.wants_write() {
+                conn.write_tls(&mut out).map_err(|e| e.to_string())?;
+            }
+            let (res, _) = tcp.write_all(out).await;
+            res.map_err(|e| format!("write: {e}"))?;
+        }
+        if !conn.is_handshaking() {
+            return Ok(());
+        }
+        buf.clear();
+        let (res, b) = tcp.read(buf).await;
+        buf = b;
+        match res {
+            Ok(0) => return Err("the server closed the connection".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+        let mut rd = &buf[..];
+        while !rd.is_empty() {
+            conn.read_tls(&mut rd).map_err(|e| e.to_string())?;
+            if let Err(e) = conn.process_new_packets() {
+                // Let the server see our alert before the connection goes.
+                while conn.wants_write() {
+                    let mut out = Vec::new();
+                    if conn.write_tls(&mut out).is_err() {
+                        break;
+                    }
+                    let _ = tcp.write_all(out).await;
+                }
+                return Err(e.to_string());
+            }
+        }
     }
 }
 

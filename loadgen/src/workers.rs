@@ -95,30 +95,30 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
         let (connections, threads, seed) = (cfg.connections, cfg.threads, cfg.seed);
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{thread}"))
-            .spawn(
-                move || -> Result<((Recorder, Timeline), &'static str), String> {
-                    if let Some(id) = cpu {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                            eprintln!("warning: could not pin thread {thread} to CPU {id}");
-                        }
+            .spawn(move || -> Result<(ThreadResult, &'static str), String> {
+                if let Some(id) = cpu {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        eprintln!("warning: could not pin thread {thread} to CPU {id}");
                     }
-                    block_on(move || async move {
-                        let plan = Rc::new(Plan {
-                            addr,
-                            tls,
-                            h2,
-                            request: Rc::new(request),
-                            head_request,
-                            timeout,
-                            t0,
-                            measure_from,
-                            end,
-                            deadline,
-                            timeline: RefCell::new(Timeline::new(duration)),
-                            live,
-                        });
-                        // Connection g of the run belongs to thread g % threads.
-                        let tasks: Vec<_> = (thread..connections)
+                }
+                block_on(move || async move {
+                    let plan = Rc::new(Plan {
+                        addr,
+                        tls,
+                        h2,
+                        request: Rc::new(request),
+                        head_request,
+                        timeout,
+                        t0,
+                        measure_from,
+                        end,
+                        deadline,
+                        timeline: RefCell::new(Timeline::new(duration)),
+                        live,
+                    });
+                    // Connection g of the run belongs to thread g % threads.
+                    let tasks: Vec<_> =
+                        (thread..connections)
                             .step_by(threads)
                             .map(|g| {
                                 let pacing =
@@ -131,14 +131,17 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
                                 monoio::spawn(conn::run(Rc::clone(&plan), pacing))
                             })
                             .collect();
-                        let mut rec = Recorder::new();
-                        for t in tasks {
-                            rec.merge(&t.await);
-                        }
-                        (rec, plan.timeline.replace(Timeline::new(Duration::ZERO)))
-                    })
-                },
-            )
+                    let mut rec = Recorder::new();
+                    for t in tasks {
+                        rec.merge(&t.await);
+                    }
+                    (
+                        rec,
+                        plan.timeline.replace(Timeline::new(Duration::ZERO)),
+                        crate::net::handshakes(),
+                    )
+                })
+            })
             .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
         handles.push(h);
     }
@@ -147,7 +150,7 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
     if let Some(p) = printer {
         let _ = p.join();
     }
-    let (rec, timeline, drivers) = joined?;
+    let ((rec, timeline, tls_handshakes), drivers) = joined?;
     let (mode, target_rate) = match cfg.mode {
         Mode::Open { rate, .. } => ("open", Some(rate)),
         Mode::Closed => ("closed", None),
@@ -161,6 +164,7 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
     Ok(Summary {
         url: cfg.url.clone(),
         protocol: protocol.into(),
+        tls_handshakes: cfg.tls.as_ref().map(|_| tls_handshakes),
         mode,
         target_rate,
         connections: cfg.connections,
@@ -174,27 +178,31 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
     })
 }
 
-type WorkerHandle = std::thread::JoinHandle<Result<((Recorder, Timeline), &'static str), String>>;
+/// What one worker thread recorded, with its (full, resumed) TLS handshakes.
+type ThreadResult = (Recorder, Timeline, (u64, u64));
+type WorkerHandle = std::thread::JoinHandle<Result<(ThreadResult, &'static str), String>>;
 
 /// Wait for every worker and merge what they recorded; also returns the drivers used.
 fn join_all(
     handles: Vec<WorkerHandle>,
     duration: Duration,
-) -> Result<(Recorder, Timeline, Vec<&'static str>), String> {
+) -> Result<(ThreadResult, Vec<&'static str>), String> {
     let mut rec = Recorder::new();
     let mut timeline = Timeline::new(duration);
     let mut drivers: Vec<&str> = Vec::new();
+    let mut tls = (0, 0);
     for h in handles {
-        let ((r, tl), driver) = h
+        let ((r, tl, (full, resumed)), driver) = h
             .join()
             .map_err(|_| "a worker thread panicked".to_string())??;
         rec.merge(&r);
         timeline.merge(&tl);
+        tls = (tls.0 + full, tls.1 + resumed);
         if !drivers.contains(&driver) {
             drivers.push(driver);
         }
     }
-    Ok((rec, timeline, drivers))
+    Ok(((rec, timeline, tls), drivers))
 }
 
 /// Run a future on this thread's runtime: io_uring if it can be set up, else legacy epoll.
