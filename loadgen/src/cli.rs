@@ -684,6 +684,49 @@ mod tests {
     }
 
     #[test]
+    fn protocols_and_tls_options() {
+        let cfg = |args: &[&str]| {
+            let mut v = vec!["lg", "--rate", "10"];
+            v.extend_from_slice(args);
+            Args::try_parse_from(v).unwrap().into_config()
+        };
+        let c = cfg(&["h2c://127.0.0.1:9/p?q", "-H", "X-A: b", "--streams", "3"]).unwrap();
+        let h2 = c.h2.unwrap();
+        assert!(c.tls.is_none());
+        assert_eq!(h2.uri.to_string(), "http://127.0.0.1:9/p?q");
+        assert_eq!(h2.streams, 3);
+        assert_eq!(h2.headers["x-a"], "b");
+        let c = cfg(&[
+            "--http2",
+            "--insecure",
+            "--body",
+            "xy",
+            "https://127.0.0.1:9/",
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert_eq!(c.h2.unwrap().headers["content-length"], "2");
+        let c = cfg(&["--insecure", "https://127.0.0.1:9/"]).unwrap();
+        assert!(c.h2.is_none());
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(cfg(&["--insecure", "http://127.0.0.1:9/"])
+            .unwrap_err()
+            .contains("https://"));
+        assert!(
+            cfg(&["--http2", "-H", "Connection: close", "http://127.0.0.1:9/"])
+                .unwrap_err()
+                .contains("HTTP/2")
+        );
+        assert!(cfg(&["--http2", "--streams", "0", "http://127.0.0.1:9/"])
+            .unwrap_err()
+            .contains("--streams"));
+        let e = cfg(&["--cacert", "/nonexistent.pem", "https://127.0.0.1:9/"]).unwrap_err();
+        assert!(e.contains("--cacert"), "{e}");
+    }
+
+    #[test]
     fn durations_and_cpus() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
