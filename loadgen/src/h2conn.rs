@@ -204,53 +204,86 @@ fn map_error(e: &h2::Error) -> Failure {
 }
 
 /// Send the request on a stream and read the whole response. Ok(status).
+///
+/// A request the server refused without processing it (GOAWAY with NO_ERROR naming an earlier
+/// last stream, as nginx sends every `http2_max_requests`, or RST_STREAM REFUSED_STREAM) is
+/// retried once on a new connection, as RFC 9113 section 8.7 allows: counting the server's
+/// orderly connection rotation as failures would misreport it.
 async fn exchange(plan: &Plan, h2: &H2Plan, shared: &Shared) -> Result<u16, Failure> {
-    let conn = current(plan, h2, shared).await?;
-    let result = stream(plan, h2, &conn).await;
-    if matches!(result, Err(Failure::Reset | Failure::Protocol)) && conn.closed.get() {
-        // The connection itself ended: drop it so the next request reconnects.
-        let mut slot = shared.conn.borrow_mut();
-        if slot
-            .as_ref()
-            .is_some_and(|c| Rc::ptr_eq(&c.closed, &conn.closed))
-        {
-            *slot = None;
+    let mut retried = false;
+    loop {
+        let conn = current(plan, h2, shared).await?;
+        let result = stream(plan, h2, &conn).await;
+        let Err(StreamError::H2(e)) = result else {
+            return result.map_err(|e| match e {
+                StreamError::Failure(f) => f,
+                StreamError::H2(_) => Failure::Protocol,
+            });
+        };
+        if e.is_go_away() || e.is_io() || conn.closed.get() {
+            // The connection is ending: no new stream goes on it; the next one reconnects.
+            conn.closed.set(true);
+            let mut slot = shared.conn.borrow_mut();
+            if slot
+                .as_ref()
+                .is_some_and(|c| Rc::ptr_eq(&c.closed, &conn.closed))
+            {
+                *slot = None;
+            }
         }
+        let refused = e.is_remote()
+            && ((e.is_go_away() && e.reason() == Some(h2::Reason::NO_ERROR))
+                || e.reason() == Some(h2::Reason::REFUSED_STREAM));
+        if refused && !retried {
+            retried = true;
+            continue;
+        }
+        return Err(map_error(&e));
     }
-    result
 }
 
-async fn stream(plan: &Plan, h2: &H2Plan, conn: &H2Conn) -> Result<u16, Failure> {
-    let at = monoio::time::Instant::from_std(Instant::now() + plan.timeout);
-    let mut send = match monoio::time::timeout_at(at, conn.send.clone().ready()).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(map_error(&e)),
-        Err(_) => return Err(Failure::Timeout),
-    };
-    let end = h2.body.is_empty();
-    let (response, mut body_tx) = send
-        .send_request(h2.request()?, end)
-        .map_err(|e| map_error(&e))?;
-    if !end {
-        body_tx
-            .send_data(h2.body.clone(), true)
-            .map_err(|e| map_error(&e))?;
+enum StreamError {
+    Failure(Failure),
+    H2(h2::Error),
+}
+
+impl From<Failure> for StreamError {
+    fn from(f: Failure) -> StreamError {
+        StreamError::Failure(f)
     }
-    let response = match monoio::time::timeout_at(at, response).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => return Err(map_error(&e)),
-        Err(_) => return Err(Failure::Timeout),
+}
+
+impl From<h2::Error> for StreamError {
+    fn from(e: h2::Error) -> StreamError {
+        StreamError::H2(e)
+    }
+}
+
+async fn stream(plan: &Plan, h2: &H2Plan, conn: &H2Conn) -> Result<u16, StreamError> {
+    let at = monoio::time::Instant::from_std(Instant::now() + plan.timeout);
+    let Ok(ready) = monoio::time::timeout_at(at, conn.send.clone().ready()).await else {
+        return Err(Failure::Timeout.into());
     };
+    let mut send = ready?;
+    let end = h2.body.is_empty();
+    let (response, mut body_tx) = send.send_request(h2.request()?, end)?;
+    if !end {
+        body_tx.send_data(h2.body.clone(), true)?;
+    }
+    let Ok(response) = monoio::time::timeout_at(at, response).await else {
+        return Err(Failure::Timeout.into());
+    };
+    let response = response?;
     let status = response.status().as_u16();
     let mut body = response.into_body();
     loop {
         match monoio::time::timeout_at(at, body.data()).await {
             Ok(None) => return Ok(status),
-            Ok(Some(Ok(chunk))) => {
+            Ok(Some(chunk)) => {
+                let chunk = chunk?;
                 let _ = body.flow_control().release_capacity(chunk.len());
             }
-            Ok(Some(Err(e))) => return Err(map_error(&e)),
-            Err(_) => return Err(Failure::Timeout),
+            Err(_) => return Err(Failure::Timeout.into()),
         }
     }
 }
