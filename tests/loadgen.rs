@@ -231,3 +231,133 @@ fn demo_runs_ringway_and_is_loud_about_failed_churn() {
     let page = std::fs::read_to_string(dir.join("demo.html")).unwrap();
     assert!(page.contains("<svg") && page.contains("phase split"));
 }
+
+/// Run the load against `url` with `extra` options, 200 req/s for 2 s over 2 connections; returns
+/// the process output and its JSON report.
+fn load_run(extra: &[&str], url: &str) -> (Output, serde_json::Value) {
+    load_run_at("200", "2", extra, url)
+}
+
+/// `load_run` at `rate` req/s over `connections` connections.
+fn load_run_at(
+    rate: &str,
+    connections: &str,
+    extra: &[&str],
+    url: &str,
+) -> (Output, serde_json::Value) {
+    let dir = TempDir::new("loadgen-proto");
+    let json = dir.join("out.json");
+    let out = Command::new(loadgen())
+        .args(["--rate", rate, "--duration", "2s", "--warmup", "0s"])
+        .args(["-c", connections, "--timeout", "5s"])
+        .args(extra)
+        .arg("--json")
+        .arg(&json)
+        .arg(url)
+        .output()
+        .unwrap();
+    let j = std::fs::read_to_string(&json)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    (out, j)
+}
+
+/// Every one of the 400 scheduled requests got a 2xx over `protocol`.
+fn assert_all_ok(out: &Output, j: &serde_json::Value, protocol: &str) {
+    assert!(out.status.success(), "{}", text(out));
+    assert_eq!(j["protocol"], protocol, "{}", text(out));
+    assert_eq!(j["sent"], 400, "{}", text(out));
+    assert_eq!(j["completed"], 400, "{}", text(out));
+    assert_eq!(j["errors"]["total"], 0, "{}", text(out));
+}
+
+#[test]
+fn h2c_against_nginx_http2_listener() {
+    use support::nginx_h2::NginxH2;
+    // nginx `listen ... http2` without ssl speaks only h2c with prior knowledge: an HTTP/1.1
+    // request there fails, so 2xx responses prove the load really went over HTTP/2.
+    let nginx = NginxH2::start(16);
+    let url = format!("h2c://127.0.0.1:{}/", nginx.port);
+    let (out, j) = load_run(&["--streams", "4", "--progress"], &url);
+    assert_all_ok(&out, &j, "h2c");
+    // The live progress line went to stderr, overwritten in place.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains('\r') && stderr.contains("p99(1s)") && stderr.contains("/2s"),
+        "{}",
+        text(&out)
+    );
+    // nginx ends an h2 connection with GOAWAY (NO_ERROR) after 1000 requests (its
+    // http2_max_requests): 3000 requests on one connection cross that twice, and requests the
+    // server refused unprocessed are retried on the new connection rather than counted as resets.
+    let (out, j) = load_run_at("1500", "1", &["--streams", "8"], &url);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(j["completed"], 3000, "{}", text(&out));
+    assert_eq!(j["errors"]["total"], 0, "{}", text(&out));
+    // --http2 with http:// is the same thing (here with Poisson arrivals).
+    let url = format!("http://127.0.0.1:{}/", nginx.port);
+    let (out, j) = load_run(&["--http2", "--poisson", "--quiet"], &url);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("p99(1s)"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(j["protocol"], "h2c", "{}", text(&out));
+    assert_eq!(j["errors"]["total"], 0, "{}", text(&out));
+    assert!(j["completed"].as_u64().unwrap() > 300, "{}", text(&out));
+    // Control: HTTP/1.1 to the same port fails.
+    let (_, j) = load_run(&[], &url);
+    assert_eq!(j["protocol"], "http/1.1");
+    assert_eq!(j["completed"], 0, "{j}");
+    assert!(j["errors"]["total"].as_u64().unwrap() > 0, "{j}");
+}
+
+#[test]
+fn tls_h1_and_h2_against_nginx() {
+    use support::nginx_h2::NginxH2;
+    let nginx = NginxH2::start_with_tls(16);
+    let port = nginx.tls_port.expect("nginx TLS port");
+    let url = format!("https://localhost:{port}/");
+    // HTTP/1.1 over TLS 1.3 (the default), ALPN http/1.1.
+    let (out, j) = load_run(&["--insecure"], &url);
+    assert_all_ok(&out, &j, "http/1.1+tls");
+    // h2 over TLS, ALPN h2 (the client refuses a connection where the server did not pick h2).
+    let (out, j) = load_run(&["--insecure", "--http2", "--streams", "3"], &url);
+    assert_all_ok(&out, &j, "h2+tls");
+    // A new connection per request (the server closes after each response): with resumption on
+    // (the default) the reconnects resume, with --no-resumption every handshake is full; both
+    // on TLS 1.3 and on TLS 1.2.
+    for version in ["1.3", "1.2"] {
+        let args = [
+            "--insecure",
+            "--tls-version",
+            version,
+            "-H",
+            "Connection: close",
+        ];
+        let (out, j) = load_run(&args, &url);
+        assert_all_ok(&out, &j, "http/1.1+tls");
+        let resumed = j["tls_handshakes"]["resumed"].as_u64().unwrap();
+        assert!(resumed >= 300, "TLS {version}: {}", text(&out));
+        let mut args = args.to_vec();
+        args.push("--no-resumption");
+        let (out, j) = load_run(&args, &url);
+        assert_all_ok(&out, &j, "http/1.1+tls");
+        assert_eq!(j["tls_handshakes"]["resumed"], 0, "{}", text(&out));
+        assert!(
+            j["tls_handshakes"]["full"].as_u64().unwrap() >= 400,
+            "{}",
+            text(&out)
+        );
+    }
+    // Verification is on unless --insecure: nginx's self-signed certificate is refused.
+    let (out, j) = load_run(&[], &url);
+    assert_eq!(j["completed"], 0, "{}", text(&out));
+    assert!(
+        j["errors"]["connect"].as_u64().unwrap() > 0,
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("TLS handshake failed"),
+        "{}",
+        text(&out)
+    );
+}

@@ -16,15 +16,18 @@ use crate::schedule::Arrivals;
 #[command(
     name = "ringway-loadgen",
     version,
-    about = "Open-loop HTTP/1.1 load generator: latency is measured from each request's scheduled \
-             time, so server stalls show up in the tail (no coordinated omission)",
+    about = "Open-loop HTTP load generator (HTTP/1.1, h2c, HTTPS and h2 over TLS): latency is \
+             measured from each request's scheduled time, so server stalls show up in the tail \
+             (no coordinated omission)",
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
 pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Target URL (http:// only for now).
+    /// Target URL: http:// (HTTP/1.1), https:// (HTTP/1.1 over TLS, ALPN http/1.1), h2c://
+    /// (HTTP/2 with prior knowledge); --http2 turns http:// into h2c and https:// into h2 over
+    /// TLS (ALPN h2).
     #[arg(required = true)]
     pub url: Option<String>,
     /// Offered load in requests per second over all connections (required unless --closed).
@@ -72,6 +75,32 @@ pub struct Args {
     /// Write the latency-over-time chart (SVG; HTML with the SVG embedded if FILE ends in .html).
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
+    /// HTTP/2: each connection is one h2 connection carrying up to --streams requests at once.
+    #[arg(long)]
+    pub http2: bool,
+    /// HTTP/2: concurrent streams per connection (requests due while all are busy wait, and
+    /// their latency counts from their scheduled time).
+    #[arg(long, default_value_t = 10)]
+    pub streams: usize,
+    /// TLS: do not verify the server certificate (chain and name); handshake signatures are
+    /// still checked.
+    #[arg(long, conflicts_with = "cacert")]
+    pub insecure: bool,
+    /// TLS: trust the CA certificates in this PEM file instead of the system bundle.
+    #[arg(long)]
+    pub cacert: Option<std::path::PathBuf>,
+    /// TLS: protocol version.
+    #[arg(long, value_enum, default_value = "1.3")]
+    pub tls_version: TlsVersion,
+    /// TLS: full handshake on every connection (session resumption is on by default).
+    #[arg(long)]
+    pub no_resumption: bool,
+    /// Print the live progress line even when stderr is not a terminal.
+    #[arg(long, conflicts_with = "quiet")]
+    pub progress: bool,
+    /// No live progress line (it is on by default when stderr is a terminal).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     #[command(flatten)]
     pub churn: ChurnArgs,
 }
@@ -121,6 +150,15 @@ pub struct DemoArgs {
     /// Write the latency-over-time chart (SVG, or HTML for *.html).
     #[arg(long)]
     pub report: Option<std::path::PathBuf>,
+}
+
+/// `--tls-version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsVersion {
+    #[value(name = "1.2")]
+    V12,
+    #[value(name = "1.3")]
+    V13,
 }
 
 /// How `--churn-mode` takes endpoints out.
@@ -308,11 +346,27 @@ pub struct Config {
     pub json: Option<std::path::PathBuf>,
     pub report: Option<std::path::PathBuf>,
     pub churn: Option<ChurnSpec>,
+    /// Print the live progress line to stderr.
+    pub progress: bool,
+    /// TLS of every connection (https://).
+    pub tls: Option<crate::net::Tls>,
+    /// HTTP/2 (h2c or h2 over TLS) instead of HTTP/1.1.
+    pub h2: Option<crate::h2conn::H2Plan>,
 }
 
-/// Parts of an http:// URL.
+/// URL scheme of the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Http,
+    Https,
+    /// HTTP/2 over cleartext TCP with prior knowledge.
+    H2c,
+}
+
+/// Parts of a target URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
+    pub scheme: Scheme,
     /// Host header value: the authority as written.
     pub authority: String,
     pub host: String,
@@ -321,18 +375,25 @@ pub struct Target {
     pub path: String,
 }
 
-/// Split an http:// URL; other schemes get a clear "not supported yet".
+/// Split an http://, https:// or h2c:// URL; other schemes get a clear error.
 pub fn parse_url(url: &str) -> Result<Target, String> {
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some((scheme, _))
-            if ["https", "h2", "h2c", "h3"].contains(&scheme.to_ascii_lowercase().as_str()) =>
-        {
-            return Err(format!("{scheme}:// is not supported yet (http:// only)"))
-        }
-        Some((scheme, _)) => return Err(format!("unknown scheme {scheme:?} (http:// only)")),
+    const KNOWN: &str = "http://, https:// or h2c://";
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+            "http" => (Scheme::Http, rest),
+            "https" => (Scheme::Https, rest),
+            "h2c" => (Scheme::H2c, rest),
+            "h2" => {
+                return Err(format!(
+                    "{scheme}:// is not a URL scheme: use https:// --http2 for h2 over TLS"
+                ))
+            }
+            "h3" => return Err(format!("{scheme}:// is not supported ({KNOWN})")),
+            _ => return Err(format!("unknown scheme {scheme:?} ({KNOWN})")),
+        },
         None => return Err(format!("URL {url:?} needs a scheme, e.g. http://{url}")),
     };
+    let default_port = if scheme == Scheme::Https { 443 } else { 80 };
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) if rest.as_bytes()[i] == b'?' => (&rest[..i], format!("/{}", &rest[i..])),
         Some(i) => (&rest[..i], rest[i..].to_string()),
@@ -351,20 +412,21 @@ pub fn parse_url(url: &str) -> Result<Target, String> {
             .ok_or_else(|| format!("URL {url:?}: unclosed IPv6 bracket"))?;
         let port = match after.strip_prefix(':') {
             Some(p) => parse_port(p, url)?,
-            None if after.is_empty() => 80,
+            None if after.is_empty() => default_port,
             None => return Err(format!("URL {url:?}: junk after IPv6 address")),
         };
         (h.to_string(), port)
     } else {
         match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), parse_port(p, url)?),
-            None => (authority.to_string(), 80),
+            None => (authority.to_string(), default_port),
         }
     };
     if host.is_empty() {
         return Err(format!("URL {url:?}: empty host"));
     }
     Ok(Target {
+        scheme,
         authority: authority.to_string(),
         host,
         port,
@@ -469,6 +531,36 @@ impl Args {
             .next()
             .ok_or_else(|| format!("{} resolves to no address", target.host))?;
         let body = self.body.unwrap_or_default();
+        let http2 = self.http2 || target.scheme == Scheme::H2c;
+        if http2 && !(1..=10_000).contains(&self.streams) {
+            return Err(format!("--streams must be 1..=10000, got {}", self.streams));
+        }
+        let tls = if target.scheme == Scheme::Https {
+            let opts = crate::net::TlsOptions {
+                tls13: self.tls_version == TlsVersion::V13,
+                insecure: self.insecure,
+                cacert: self.cacert,
+                resumption: !self.no_resumption,
+            };
+            let alpn: &[u8] = if http2 { b"h2" } else { b"http/1.1" };
+            Some(crate::net::Tls::new(&opts, &target.host, alpn)?)
+        } else {
+            if self.insecure || self.cacert.is_some() || self.no_resumption {
+                return Err("--insecure, --cacert and --no-resumption need an https:// URL".into());
+            }
+            None
+        };
+        let h2 = if http2 {
+            Some(h2_plan(
+                &self.method,
+                &target,
+                &self.headers,
+                body.as_bytes(),
+                self.streams,
+            )?)
+        } else {
+            None
+        };
         let request = h1::encode_request(
             &self.method,
             &target.authority,
@@ -493,8 +585,71 @@ impl Args {
             json: self.json,
             report: self.report,
             churn,
+            progress: self.progress
+                || (!self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
+            tls,
+            h2,
         })
     }
+}
+
+/// The HTTP/2 request: `:authority` from the URL, `-H` headers as given (names lowercased;
+/// connection-specific ones are refused, HTTP/2 forbids them).
+fn h2_plan(
+    method: &str,
+    target: &Target,
+    headers: &[String],
+    body: &[u8],
+    streams: usize,
+) -> Result<crate::h2conn::H2Plan, String> {
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("bad method {method:?}"))?;
+    let scheme = if target.scheme == Scheme::Https {
+        "https"
+    } else {
+        "http"
+    };
+    let uri: http::Uri = format!("{scheme}://{}{}", target.authority, target.path)
+        .parse()
+        .map_err(|e| format!("URL not usable for HTTP/2: {e}"))?;
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .ok_or_else(|| format!("header {h:?} must be 'name: value'"))?;
+        let name = http::HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("bad header name in {h:?}"))?;
+        if [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "transfer-encoding",
+            "upgrade",
+            "host",
+        ]
+        .contains(&name.as_str())
+        {
+            return Err(format!(
+                "header {name} cannot be sent over HTTP/2 (the URL gives :authority)"
+            ));
+        }
+        let value = http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("bad header value in {h:?}"))?;
+        map.append(name, value);
+    }
+    if !body.is_empty() && !map.contains_key(http::header::CONTENT_LENGTH) {
+        map.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from(body.len()),
+        );
+    }
+    Ok(crate::h2conn::H2Plan {
+        method,
+        uri,
+        headers: map,
+        body: bytes::Bytes::copy_from_slice(body),
+        streams,
+    })
 }
 
 #[cfg(test)]
@@ -517,14 +672,58 @@ mod tests {
             (t.host.as_str(), t.port, t.path.as_str()),
             ("::1", 81, "/?x")
         );
-        let e = parse_url("https://x/").unwrap_err();
-        assert!(e.contains("not supported yet"), "{e}");
-        assert!(parse_url("h2c://x/")
-            .unwrap_err()
-            .contains("not supported yet"));
+        let t = parse_url("https://example.com/x").unwrap();
+        assert_eq!((t.scheme, t.port), (Scheme::Https, 443));
+        let t = parse_url("h2c://127.0.0.1:81/").unwrap();
+        assert_eq!((t.scheme, t.port), (Scheme::H2c, 81));
+        assert!(parse_url("h2://x/").unwrap_err().contains("--http2"));
+        assert!(parse_url("h3://x/").unwrap_err().contains("not supported"));
         assert!(parse_url("x:80/").is_err());
         assert!(parse_url("http://:80/").is_err());
         assert!(parse_url("http://h:99999/").is_err());
+    }
+
+    #[test]
+    fn protocols_and_tls_options() {
+        let cfg = |args: &[&str]| {
+            let mut v = vec!["lg", "--rate", "10"];
+            v.extend_from_slice(args);
+            Args::try_parse_from(v).unwrap().into_config()
+        };
+        let c = cfg(&["h2c://127.0.0.1:9/p?q", "-H", "X-A: b", "--streams", "3"]).unwrap();
+        let h2 = c.h2.unwrap();
+        assert!(c.tls.is_none());
+        assert_eq!(h2.uri.to_string(), "http://127.0.0.1:9/p?q");
+        assert_eq!(h2.streams, 3);
+        assert_eq!(h2.headers["x-a"], "b");
+        let c = cfg(&[
+            "--http2",
+            "--insecure",
+            "--body",
+            "xy",
+            "https://127.0.0.1:9/",
+        ])
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.config.alpn_protocols, vec![b"h2".to_vec()]);
+        assert_eq!(c.h2.unwrap().headers["content-length"], "2");
+        let c = cfg(&["--insecure", "https://127.0.0.1:9/"]).unwrap();
+        assert!(c.h2.is_none());
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert!(cfg(&["--insecure", "http://127.0.0.1:9/"])
+            .unwrap_err()
+            .contains("https://"));
+        assert!(
+            cfg(&["--http2", "-H", "Connection: close", "http://127.0.0.1:9/"])
+                .unwrap_err()
+                .contains("HTTP/2")
+        );
+        assert!(cfg(&["--http2", "--streams", "0", "http://127.0.0.1:9/"])
+            .unwrap_err()
+            .contains("--streams"));
+        let e = cfg(&["--cacert", "/nonexistent.pem", "https://127.0.0.1:9/"]).unwrap_err();
+        assert!(e.contains("--cacert"), "{e}");
     }
 
     #[test]

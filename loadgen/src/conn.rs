@@ -18,8 +18,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::io::{CancelableAsyncReadRent, CancelableAsyncWriteRentExt, Canceller};
-use monoio::net::TcpStream;
+
+use crate::net::{self, Stream};
 
 use crate::h1::{ResponseParser, Step, MAX_HEAD};
 use crate::report::Recorder;
@@ -33,6 +35,10 @@ const READ_BUF: usize = 16 * 1024;
 #[derive(Debug)]
 pub struct Plan {
     pub addr: std::net::SocketAddr,
+    /// TLS of every connection (`https://`), if any.
+    pub tls: Option<net::Tls>,
+    /// HTTP/2 connections instead (see `h2conn`).
+    pub h2: Option<crate::h2conn::H2Plan>,
     pub request: Rc<Vec<u8>>,
     pub head_request: bool,
     pub timeout: Duration,
@@ -47,6 +53,8 @@ pub struct Plan {
     /// This thread's time-resolved results. A `RefCell` on a single-threaded runtime: no lock,
     /// and borrows never cross an await.
     pub timeline: RefCell<Timeline>,
+    /// This thread's live counters for the progress line (relaxed atomics only it writes).
+    pub live: std::sync::Arc<crate::progress::Live>,
 }
 
 /// Load model of one connection.
@@ -58,7 +66,7 @@ pub enum Pacing {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub enum Failure {
     Connect,
     Reset,
     Timeout,
@@ -66,7 +74,7 @@ enum Failure {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     rbuf: Vec<u8>,
     parser: ResponseParser,
     canceller: Canceller,
@@ -74,6 +82,9 @@ struct Conn {
 
 /// Run one connection until the plan ends; returns what it observed in the measured window.
 pub async fn run(plan: Rc<Plan>, mut pacing: Pacing) -> Recorder {
+    if let Some(h2) = plan.h2.clone() {
+        return crate::h2conn::run(plan, Rc::new(h2), pacing).await;
+    }
     let mut rec = Recorder::new();
     // Connect up front so the first requests do not all pay the handshake at once.
     let mut conn = connect(&plan).await.ok();
@@ -110,7 +121,6 @@ pub async fn run(plan: Rc<Plan>, mut pacing: Pacing) -> Recorder {
                 (now, now)
             }
         };
-        let measured = due >= plan.measure_from;
         let result = match conn.as_mut() {
             Some(c) => exchange(c, &plan).await,
             None => match connect(&plan).await {
@@ -118,53 +128,77 @@ pub async fn run(plan: Rc<Plan>, mut pacing: Pacing) -> Recorder {
                 Err(f) => Err(f),
             },
         };
-        if measured && !matches!(result, Err(Failure::Connect)) {
-            rec.sent += 1;
-        }
-        let offset = due.saturating_duration_since(plan.measure_from);
-        match result {
+        let result = match result {
             Ok((status, keep_alive)) => {
-                if measured {
-                    rec.completed += 1;
-                    let latency = Instant::now().saturating_duration_since(start);
-                    rec.record_latency(latency);
-                    let ok = (200..300).contains(&status);
-                    if !ok {
-                        *rec.errors.status.entry(status).or_default() += 1;
-                    }
-                    plan.timeline.borrow_mut().record_response(
-                        offset,
-                        latency.as_micros().min(u128::from(u64::MAX)) as u64,
-                        ok,
-                    );
-                }
                 if !keep_alive {
                     conn = None;
                 }
+                Ok(status)
             }
             Err(f) => {
                 conn = None;
-                if measured {
-                    plan.timeline.borrow_mut().record_failure(offset);
-                    match f {
-                        Failure::Connect => rec.errors.connect += 1,
-                        Failure::Reset => rec.errors.reset += 1,
-                        Failure::Timeout => rec.errors.timeout += 1,
-                        Failure::Protocol => rec.errors.protocol += 1,
-                    }
-                }
-                if f == Failure::Connect {
-                    // Do not spin on a refusing server; the schedule keeps its pace anyway.
-                    monoio::time::sleep(Duration::from_millis(1)).await;
-                }
+                Err(f)
             }
+        };
+        let connect_failed = matches!(result, Err(Failure::Connect));
+        record_outcome(&plan, &mut rec, due, start, result);
+        if connect_failed {
+            // Do not spin on a refusing server; the schedule keeps its pace anyway.
+            monoio::time::sleep(Duration::from_millis(1)).await;
         }
     }
     rec
 }
 
+/// Count and record one request's outcome (HTTP/1.1 and HTTP/2 alike). `due` is its scheduled
+/// time, `start` where its latency clock started.
+pub fn record_outcome(
+    plan: &Plan,
+    rec: &mut Recorder,
+    due: Instant,
+    start: Instant,
+    result: Result<u16, Failure>,
+) {
+    let measured = due >= plan.measure_from;
+    if !matches!(result, Err(Failure::Connect)) {
+        plan.live.sent();
+        if measured {
+            rec.sent += 1;
+        }
+    }
+    let offset = due.saturating_duration_since(plan.measure_from);
+    match result {
+        Ok(status) => {
+            let latency = Instant::now().saturating_duration_since(start);
+            let us = latency.as_micros().min(u128::from(u64::MAX)) as u64;
+            let ok = (200..300).contains(&status);
+            plan.live.response(us, ok);
+            if measured {
+                rec.completed += 1;
+                rec.record_latency(latency);
+                if !ok {
+                    *rec.errors.status.entry(status).or_default() += 1;
+                }
+                plan.timeline.borrow_mut().record_response(offset, us, ok);
+            }
+        }
+        Err(f) => {
+            plan.live.failure();
+            if measured {
+                plan.timeline.borrow_mut().record_failure(offset);
+                match f {
+                    Failure::Connect => rec.errors.connect += 1,
+                    Failure::Reset => rec.errors.reset += 1,
+                    Failure::Timeout => rec.errors.timeout += 1,
+                    Failure::Protocol => rec.errors.protocol += 1,
+                }
+            }
+        }
+    }
+}
+
 /// Requests of the measured window the run ended without sending.
-fn count_unsent(s: &mut Schedule, plan: &Plan) -> u64 {
+pub fn count_unsent(s: &mut Schedule, plan: &Plan) -> u64 {
     let mut n = 0;
     loop {
         let due = plan.t0 + s.peek();
@@ -179,21 +213,15 @@ fn count_unsent(s: &mut Schedule, plan: &Plan) -> u64 {
 }
 
 async fn connect(plan: &Plan) -> Result<Conn, Failure> {
-    let deadline = Instant::now() + plan.timeout;
-    let fut = TcpStream::connect_addr(plan.addr);
-    match monoio::time::timeout_at(monoio::time::Instant::from_std(deadline), fut).await {
-        Ok(Ok(stream)) => {
-            // Requests are tiny and latency-bound: never wait for Nagle.
-            let _ = stream.set_nodelay(true);
-            Ok(Conn {
-                stream,
-                rbuf: Vec::with_capacity(READ_BUF),
-                parser: ResponseParser::new(plan.head_request),
-                canceller: Canceller::new(),
-            })
-        }
-        Ok(Err(_)) | Err(_) => Err(Failure::Connect),
-    }
+    let stream = net::connect(plan.addr, plan.tls.as_ref(), Instant::now() + plan.timeout)
+        .await
+        .map_err(|()| Failure::Connect)?;
+    Ok(Conn {
+        stream,
+        rbuf: Vec::with_capacity(READ_BUF),
+        parser: ResponseParser::new(plan.head_request),
+        canceller: Canceller::new(),
+    })
 }
 
 /// Await `fut`; at `deadline` cancel its kernel operation and wait for it to finish, so the
@@ -216,14 +244,7 @@ async fn with_deadline<F: Future>(
 /// Send the request and read one full response. Ok((status, keep_alive)).
 async fn exchange(c: &mut Conn, plan: &Plan) -> Result<(u16, bool), Failure> {
     let deadline = Instant::now() + plan.timeout;
-    let handle = c.canceller.handle();
-    let write =
-        CancelableAsyncWriteRentExt::write_all(&mut c.stream, Rc::clone(&plan.request), handle);
-    let ((res, _), timed_out) = with_deadline(write, deadline, &mut c.canceller).await;
-    if timed_out {
-        return Err(Failure::Timeout);
-    }
-    res.map_err(|_| Failure::Reset)?;
+    write_request(c, Rc::clone(&plan.request), deadline).await?;
     loop {
         if !c.rbuf.is_empty() {
             let (used, step) = c.parser.feed(&c.rbuf).map_err(|_| Failure::Protocol)?;
@@ -236,16 +257,7 @@ async fn exchange(c: &mut Conn, plan: &Plan) -> Result<(u16, bool), Failure> {
             // Only an incomplete head stays buffered; the parser rejects heads over MAX_HEAD.
             c.rbuf.reserve(READ_BUF.min(MAX_HEAD + 1));
         }
-        let buf = std::mem::take(&mut c.rbuf);
-        let (len, cap) = (buf.len(), buf.capacity());
-        let handle = c.canceller.handle();
-        let read = c.stream.cancelable_read(buf.slice_mut(len..cap), handle);
-        let ((res, slice), timed_out) = with_deadline(read, deadline, &mut c.canceller).await;
-        c.rbuf = slice.into_inner();
-        if timed_out {
-            return Err(Failure::Timeout);
-        }
-        match res {
+        match read_more(c, deadline).await? {
             Ok(0) => {
                 return match c.parser.on_eof() {
                     Ok(Step::Done { status, .. }) => Ok((status, false)),
@@ -255,6 +267,61 @@ async fn exchange(c: &mut Conn, plan: &Plan) -> Result<(u16, bool), Failure> {
             }
             Ok(_) => {}
             Err(_) => return Err(Failure::Reset),
+        }
+    }
+}
+
+/// Write the whole request before `deadline`.
+async fn write_request(c: &mut Conn, req: Rc<Vec<u8>>, deadline: Instant) -> Result<(), Failure> {
+    let res = match &mut c.stream {
+        Stream::Plain(tcp) => {
+            // Plain TCP: cancel the kernel operation at the deadline (no op outlives the conn).
+            let handle = c.canceller.handle();
+            let write = CancelableAsyncWriteRentExt::write_all(tcp, req, handle);
+            let ((res, _), timed_out) = with_deadline(write, deadline, &mut c.canceller).await;
+            if timed_out {
+                return Err(Failure::Timeout);
+            }
+            res
+        }
+        Stream::Tls(tls) => {
+            // TLS uses owned buffers: dropping the future at the deadline is safe, and the
+            // connection is discarded after a timeout anyway.
+            let at = monoio::time::Instant::from_std(deadline);
+            match monoio::time::timeout_at(at, tls.write_all(req)).await {
+                Ok((res, _)) => res,
+                Err(_) => return Err(Failure::Timeout),
+            }
+        }
+    };
+    res.map(|_| ()).map_err(|_| Failure::Reset)
+}
+
+/// One read into the spare capacity of the read buffer before `deadline`.
+async fn read_more(c: &mut Conn, deadline: Instant) -> Result<std::io::Result<usize>, Failure> {
+    let buf = std::mem::take(&mut c.rbuf);
+    let (len, cap) = (buf.len(), buf.capacity());
+    match &mut c.stream {
+        Stream::Plain(tcp) => {
+            let handle = c.canceller.handle();
+            let read = tcp.cancelable_read(buf.slice_mut(len..cap), handle);
+            let ((res, slice), timed_out) = with_deadline(read, deadline, &mut c.canceller).await;
+            c.rbuf = slice.into_inner();
+            if timed_out {
+                return Err(Failure::Timeout);
+            }
+            Ok(res)
+        }
+        Stream::Tls(tls) => {
+            let at = monoio::time::Instant::from_std(deadline);
+            match monoio::time::timeout_at(at, tls.read(buf.slice_mut(len..cap))).await {
+                Ok((res, slice)) => {
+                    c.rbuf = slice.into_inner();
+                    Ok(res)
+                }
+                // The buffer went with the dropped read; the connection is discarded.
+                Err(_) => Err(Failure::Timeout),
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `ringway-loadgen`: open-loop HTTP/1.1 load generator with an upstream fleet and an endpoint
-//! churn driver. This file only dispatches: the load run (default), `upstream` and `demo`.
+//! `ringway-loadgen`: open-loop HTTP load generator (HTTP/1.1, h2c, HTTPS, h2 over TLS) with an
+//! upstream fleet and an endpoint churn driver. This file only dispatches: the load run (default), `upstream` and `demo`.
 
 mod churn;
 mod cli;
@@ -7,6 +7,9 @@ mod conn;
 mod control;
 mod demo;
 mod h1;
+mod h2conn;
+mod net;
+mod progress;
 mod report;
 mod run;
 mod schedule;

@@ -139,6 +139,10 @@ pub const PERCENTILES: [(&str, f64); 5] = [
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub url: String,
+    /// "http/1.1", "h2c", "http/1.1+tls" or "h2+tls".
+    pub protocol: String,
+    /// (full, resumed) TLS handshakes over the whole run (warmup included); `None` without TLS.
+    pub tls_handshakes: Option<(u64, u64)>,
     /// "open" or "closed".
     pub mode: &'static str,
     pub target_rate: Option<f64>,
@@ -185,7 +189,10 @@ impl Summary {
             self.duration.as_secs_f64(),
             self.driver
         );
-        let _ = writeln!(s, "target: {}", self.url);
+        let _ = writeln!(s, "target: {} ({})", self.url, self.protocol);
+        if let Some((full, resumed)) = self.tls_handshakes {
+            let _ = writeln!(s, "tls handshakes: {full} full, {resumed} resumed");
+        }
         let _ = writeln!(
             s,
             "requests: sent {}  completed {}  unsent {}  achieved {:.1} req/s",
@@ -420,6 +427,8 @@ impl Summary {
         };
         json!({
             "url": self.url,
+            "protocol": self.protocol,
+            "tls_handshakes": self.tls_handshakes.map(|(full, resumed)| json!({"full": full, "resumed": resumed})),
             "mode": self.mode,
             "target_rate": self.target_rate,
             "connections": self.connections,
@@ -476,6 +485,8 @@ mod tests {
     fn summary(rec: Recorder) -> Summary {
         Summary {
             url: "http://x/".into(),
+            protocol: "http/1.1".into(),
+            tls_handshakes: None,
             mode: "open",
             target_rate: Some(100.0),
             connections: 1,

@@ -11,12 +11,15 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::cli::{Config, Mode};
 use crate::conn::{self, Pacing, Plan};
+use crate::progress::{self, Live};
 use crate::report::{Recorder, Summary};
 use crate::schedule::Schedule;
 use crate::timeline::Timeline;
@@ -67,38 +70,55 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
     let deadline = end + cfg.timeout;
     let duration = cfg.duration;
     let mut handles = Vec::with_capacity(cfg.threads);
-    for thread in 0..cfg.threads {
+    let lives: Vec<Arc<Live>> = (0..cfg.threads).map(|_| Arc::default()).collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let printer = if cfg.progress {
+        let (lives, stop) = (lives.clone(), Arc::clone(&stop));
+        Some(
+            std::thread::Builder::new()
+                .name("progress".into())
+                .spawn(move || progress::print_until(lives, t0, measure_from, end, stop))
+                .map_err(|e| format!("cannot spawn progress thread: {e}"))?,
+        )
+    } else {
+        None
+    };
+    for (thread, live) in lives.iter().cloned().enumerate() {
         let cpu = cfg
             .cpu_set
             .as_ref()
             .and_then(|set| set.get(thread % set.len()).copied());
         let request = cfg.request.clone();
+        let (tls, h2) = (cfg.tls.clone(), cfg.h2.clone());
         let (addr, head_request, timeout, mode) =
             (cfg.addr, cfg.head_request, cfg.timeout, cfg.mode);
         let (connections, threads, seed) = (cfg.connections, cfg.threads, cfg.seed);
         let h = std::thread::Builder::new()
             .name(format!("loadgen-{thread}"))
-            .spawn(
-                move || -> Result<((Recorder, Timeline), &'static str), String> {
-                    if let Some(id) = cpu {
-                        if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
-                            eprintln!("warning: could not pin thread {thread} to CPU {id}");
-                        }
+            .spawn(move || -> Result<(ThreadResult, &'static str), String> {
+                if let Some(id) = cpu {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id }) {
+                        eprintln!("warning: could not pin thread {thread} to CPU {id}");
                     }
-                    block_on(move || async move {
-                        let plan = Rc::new(Plan {
-                            addr,
-                            request: Rc::new(request),
-                            head_request,
-                            timeout,
-                            t0,
-                            measure_from,
-                            end,
-                            deadline,
-                            timeline: RefCell::new(Timeline::new(duration)),
-                        });
-                        // Connection g of the run belongs to thread g % threads.
-                        let tasks: Vec<_> = (thread..connections)
+                }
+                block_on(move || async move {
+                    let plan = Rc::new(Plan {
+                        addr,
+                        tls,
+                        h2,
+                        request: Rc::new(request),
+                        head_request,
+                        timeout,
+                        t0,
+                        measure_from,
+                        end,
+                        deadline,
+                        timeline: RefCell::new(Timeline::new(duration)),
+                        live,
+                    });
+                    // Connection g of the run belongs to thread g % threads.
+                    let tasks: Vec<_> =
+                        (thread..connections)
                             .step_by(threads)
                             .map(|g| {
                                 let pacing =
@@ -111,36 +131,40 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
                                 monoio::spawn(conn::run(Rc::clone(&plan), pacing))
                             })
                             .collect();
-                        let mut rec = Recorder::new();
-                        for t in tasks {
-                            rec.merge(&t.await);
-                        }
-                        (rec, plan.timeline.replace(Timeline::new(Duration::ZERO)))
-                    })
-                },
-            )
+                    let mut rec = Recorder::new();
+                    for t in tasks {
+                        rec.merge(&t.await);
+                    }
+                    (
+                        rec,
+                        plan.timeline.replace(Timeline::new(Duration::ZERO)),
+                        crate::net::handshakes(),
+                    )
+                })
+            })
             .map_err(|e| format!("cannot spawn worker thread: {e}"))?;
         handles.push(h);
     }
-    let mut rec = Recorder::new();
-    let mut timeline = Timeline::new(cfg.duration);
-    let mut drivers: Vec<&str> = Vec::new();
-    for h in handles {
-        let ((r, tl), driver) = h
-            .join()
-            .map_err(|_| "a worker thread panicked".to_string())??;
-        rec.merge(&r);
-        timeline.merge(&tl);
-        if !drivers.contains(&driver) {
-            drivers.push(driver);
-        }
+    let joined = join_all(handles, cfg.duration);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = printer {
+        let _ = p.join();
     }
+    let ((rec, timeline, tls_handshakes), drivers) = joined?;
     let (mode, target_rate) = match cfg.mode {
         Mode::Open { rate, .. } => ("open", Some(rate)),
         Mode::Closed => ("closed", None),
     };
+    let protocol = match (cfg.h2.is_some(), cfg.tls.is_some()) {
+        (true, true) => "h2+tls",
+        (true, false) => "h2c",
+        (false, true) => "http/1.1+tls",
+        (false, false) => "http/1.1",
+    };
     Ok(Summary {
         url: cfg.url.clone(),
+        protocol: protocol.into(),
+        tls_handshakes: cfg.tls.as_ref().map(|_| tls_handshakes),
         mode,
         target_rate,
         connections: cfg.connections,
@@ -152,6 +176,33 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
         churn: Vec::new(),
         churn_window: crate::report::DEFAULT_CHURN_WINDOW,
     })
+}
+
+/// What one worker thread recorded, with its (full, resumed) TLS handshakes.
+type ThreadResult = (Recorder, Timeline, (u64, u64));
+type WorkerHandle = std::thread::JoinHandle<Result<(ThreadResult, &'static str), String>>;
+
+/// Wait for every worker and merge what they recorded; also returns the drivers used.
+fn join_all(
+    handles: Vec<WorkerHandle>,
+    duration: Duration,
+) -> Result<(ThreadResult, Vec<&'static str>), String> {
+    let mut rec = Recorder::new();
+    let mut timeline = Timeline::new(duration);
+    let mut drivers: Vec<&str> = Vec::new();
+    let mut tls = (0, 0);
+    for h in handles {
+        let ((r, tl, (full, resumed)), driver) = h
+            .join()
+            .map_err(|_| "a worker thread panicked".to_string())??;
+        rec.merge(&r);
+        timeline.merge(&tl);
+        tls = (tls.0 + full, tls.1 + resumed);
+        if !drivers.contains(&driver) {
+            drivers.push(driver);
+        }
+    }
+    Ok(((rec, timeline, tls), drivers))
 }
 
 /// Run a future on this thread's runtime: io_uring if it can be set up, else legacy epoll.
@@ -188,8 +239,7 @@ mod tests {
     use crate::schedule::Arrivals;
     use std::io::{Read, Write};
     use std::net::TcpListener;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
 
     const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
 
@@ -257,6 +307,9 @@ mod tests {
             json: None,
             report: None,
             churn: None,
+            progress: false,
+            tls: None,
+            h2: None,
         }
     }
 

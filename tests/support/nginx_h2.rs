@@ -73,7 +73,7 @@ impl NginxH2 {
                 "openssl req failed to make a test certificate"
             );
             tls_listen = format!(
-                "        listen 127.0.0.1:{p} ssl http2;\n        ssl_certificate {d}/cert.pem;\n        ssl_certificate_key {d}/key.pem;\n"
+                "        listen 127.0.0.1:{p} ssl http2;\n        ssl_certificate {d}/cert.pem;\n        ssl_certificate_key {d}/key.pem;\n        ssl_protocols TLSv1.2 TLSv1.3;\n"
             );
             tls_port = Some(p);
         }
