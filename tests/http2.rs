@@ -514,3 +514,48 @@ fn http2_protocol_options_are_advertised() {
     assert_eq!(s.get("4"), Some(&Value::from(131072)), "{}", r.explain());
     assert_eq!(r.get("status"), &Value::from(200));
 }
+
+#[test]
+fn h2_requests_are_access_logged_in_envoys_format() {
+    let u = TestUpstream::start();
+    let dir = TempDir::new("h2-access-log");
+    let path = dir.join("access.log");
+    let cfg = ConfigBuilder::single(&[u.port]).access_log(&path.display().to_string());
+    let rw = Ringway::start(&cfg.render());
+    let out = curl_ok(&[
+        "--http2-prior-knowledge",
+        "-A",
+        "h2-test/1",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &rw.url("/logged"),
+    ]);
+    assert_eq!(out, "200");
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = wait_until(Duration::from_secs(5), || {
+        (read().lines().count() >= 1).then_some(())
+    });
+    let text = read();
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_else(|| panic!("no access-log line"));
+    let a = support::formats::parse_access_line(line)
+        .unwrap_or_else(|e| panic!("not Envoy's default format ({e}):\n{line}"));
+    assert_eq!(
+        (
+            a.method.as_str(),
+            a.path.as_str(),
+            a.protocol.as_str(),
+            a.code
+        ),
+        ("GET", "/logged", "HTTP/2", 200),
+        "{line}"
+    );
+    assert_eq!(a.user_agent, "h2-test/1", "{line}");
+    assert_eq!(a.request_id.len(), 36, "generated x-request-id: {line}");
+    assert_eq!(a.upstream_host, format!("127.0.0.1:{}", u.port), "{line}");
+    assert_eq!(a.bytes_sent, format!("{}\n", u.id()).len() as u64, "{line}");
+}

@@ -27,7 +27,6 @@ use http::{HeaderMap, Request, Response, StatusCode};
 
 use super::io::{AbuseFlag, H2Io};
 use super::{MAX_HEADER_LIST_SIZE, MAX_SEND_BUFFER};
-use crate::access_log::LogContext;
 use crate::config::{HttpConnectionManager, RouteAction};
 use crate::http1::HeaderLookup;
 use crate::proxy::flags::ResponseFlags;
@@ -430,48 +429,11 @@ fn write_access_log(
     log: &RequestLog<'_>,
     elapsed: Duration,
 ) {
-    let formats = match w.shared.access_logs.get(ctx.listener) {
-        Some(f) if !f.is_empty() => f,
-        _ => return,
-    };
-    let mut sink = w.access_log.borrow_mut();
-    let Some(sink) = sink.as_mut() else {
-        return;
-    };
-    let request = crate::proxy::http1_conn::LoggedRequest {
-        view: head,
-        generated_request_id: &log.generated_request_id,
-    };
-    let response = crate::http1::HeadView {
-        buf: &log.response_head,
-        headers: &log.response_headers,
-        method: b"",
-        path: b"",
-        authority: None,
-        scheme: b"",
-    };
-    let cluster_name = log
-        .cluster
-        .and_then(|i| w.shared.config.clusters.get(i))
-        .map_or("", |c| c.name.as_str());
-    let lc = LogContext {
-        start_time: log.start_time,
-        request: &request as &dyn HeaderLookup,
-        response: &response as &dyn HeaderLookup,
+    let conn = crate::proxy::http1_conn::LoggedConnection {
+        listener: ctx.listener,
         protocol: "HTTP/2",
-        response_code: log.status,
-        response_flags: log.flags,
-        bytes_received: log.bytes_received,
-        bytes_sent: log.bytes_sent,
-        duration: elapsed,
-        upstream_service_time: log.upstream_service_time,
-        upstream_host: log.upstream_host,
-        upstream_cluster: cluster_name,
-        downstream_remote: ctx.peer,
-        downstream_local: ctx.local,
-        route_name: log.route_name,
+        peer: ctx.peer,
+        local: ctx.local,
     };
-    for (file, format) in formats {
-        sink.log(*file, format, &lc);
-    }
+    crate::proxy::http1_conn::log_request(w, &conn, head, log, elapsed);
 }

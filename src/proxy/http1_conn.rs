@@ -573,7 +573,38 @@ fn write_access_log(
     log: &RequestLog<'_>,
     elapsed: Duration,
 ) {
-    let formats = match w.shared.access_logs.get(listener) {
+    let head_view = req.view(c.head, c.headers);
+    let protocol = match req.head.version {
+        Version::Http10 => "HTTP/1.0",
+        Version::Http11 => "HTTP/1.1",
+    };
+    let conn = LoggedConnection {
+        listener,
+        protocol,
+        peer: c.peer,
+        local: c.local,
+    };
+    log_request(w, &conn, &head_view, log, elapsed);
+}
+
+/// The connection-level facts an access-log line needs, whatever the codec.
+pub struct LoggedConnection {
+    pub listener: usize,
+    pub protocol: &'static str,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// Writes one access-log line per configured log of the listener for a finished request
+/// (`request` as the client sent it; the generated request id is added here).
+pub fn log_request(
+    w: &Worker,
+    conn: &LoggedConnection,
+    request: &dyn HeaderLookup,
+    log: &RequestLog<'_>,
+    elapsed: Duration,
+) {
+    let formats = match w.shared.access_logs.get(conn.listener) {
         Some(f) if !f.is_empty() => f,
         _ => return,
     };
@@ -581,9 +612,8 @@ fn write_access_log(
     let Some(sink) = sink.as_mut() else {
         return;
     };
-    let head_view = req.view(c.head, c.headers);
     let request_view = LoggedRequest {
-        view: &head_view,
+        view: request,
         generated_request_id: &log.generated_request_id,
     };
     let response_view = HeadView {
@@ -597,16 +627,12 @@ fn write_access_log(
     let cluster_name = log
         .cluster
         .and_then(|i| w.shared.config.clusters.get(i))
-        .map(|c| c.name.as_str())
-        .unwrap_or("");
+        .map_or("", |c| c.name.as_str());
     let ctx = LogContext {
         start_time: log.start_time,
         request: &request_view as &dyn HeaderLookup,
         response: &response_view as &dyn HeaderLookup,
-        protocol: match req.head.version {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
-        },
+        protocol: conn.protocol,
         response_code: log.status,
         response_flags: log.flags,
         bytes_received: log.bytes_received,
@@ -615,8 +641,8 @@ fn write_access_log(
         upstream_service_time: log.upstream_service_time,
         upstream_host: log.upstream_host,
         upstream_cluster: cluster_name,
-        downstream_remote: c.peer,
-        downstream_local: c.local,
+        downstream_remote: conn.peer,
+        downstream_local: conn.local,
         route_name: log.route_name,
     };
     for (file, format) in formats {
