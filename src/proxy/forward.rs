@@ -1124,10 +1124,16 @@ async fn relay_response(
         }
         return;
     }
+    release_upstream(w, conn, &head, c.ubuf.is_empty());
+}
+
+/// After an exchange that ended at a message boundary: pools the connection when the upstream
+/// keeps it alive, nothing unread is left (`drained`) and `max_requests_per_connection` allows,
+/// with an idle time within the upstream's own `Keep-Alive: timeout`; otherwise closes it.
+pub(crate) fn release_upstream(w: &Worker, conn: UpstreamConn, head: &ResponseHead, drained: bool) {
     let cluster = w.shared.config.clusters.get(conn.cluster);
     let max_rq = cluster.and_then(|c| c.max_requests_per_connection);
-    let reusable = head.keep_alive && c.ubuf.is_empty() && max_rq.is_none_or(|m| conn.requests < m);
-    if reusable {
+    if head.keep_alive && drained && max_rq.is_none_or(|m| conn.requests < m) {
         let mut idle = cluster.map_or(Duration::from_secs(3600), |c| c.idle_timeout);
         if let Some(secs) = head.keep_alive_timeout {
             // Leave a margin so we never send on a connection the upstream is about to close.

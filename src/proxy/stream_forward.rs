@@ -37,7 +37,7 @@ use crate::http2::server::{local_reply, ConnCtx, StreamHead};
 use crate::proxy::flags::ResponseFlags;
 use crate::proxy::forward::{
     admit, can_retry, failure_reply, finish_cluster_request, obtain_connection, pick_endpoint,
-    report_outcome, AttemptError, RetryBudget,
+    release_upstream, report_outcome, AttemptError, RetryBudget,
 };
 use crate::proxy::headers::Mutations;
 use crate::proxy::http1_conn::RequestLog;
@@ -1206,16 +1206,8 @@ async fn relay_h1(
         }
     }
     conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
-    let cluster = w.shared.config.clusters.get(conn.cluster);
-    let max_rq = cluster.and_then(|c| c.max_requests_per_connection);
-    if clean && head.keep_alive && buf.is_empty() && max_rq.is_none_or(|m| conn.requests < m) {
-        let mut idle = cluster.map_or(Duration::from_secs(3600), |c| c.idle_timeout);
-        if let Some(secs) = head.keep_alive_timeout {
-            let theirs = Duration::from_millis(u64::from(secs) * 1000)
-                .saturating_sub(Duration::from_millis(500));
-            idle = idle.min(theirs);
-        }
-        w.pool.borrow_mut().put(conn, idle, Instant::now());
+    if clean {
+        release_upstream(w, conn, &head, buf.is_empty());
     } else {
         w.pool
             .borrow_mut()
