@@ -42,18 +42,6 @@ log() { printf '[h2-compare] %s\n' "$*" >&2; }
 source "$(dirname "$0")/lib.sh"
 trap cleanup EXIT
 
-# Sum of utime+stime (clock ticks) of a process and its direct children (nginx workers).
-cpu_ticks() {
-    local root=$1 total=0 p stat rest
-    for p in $root $(ps --ppid "$root" -o pid= 2>/dev/null || true); do
-        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        rest=${stat##*) }
-        read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
 build() {
     [[ $SKIP_BUILD == 1 ]] && return 0
     log "building ringway (release)"
@@ -63,21 +51,7 @@ build() {
 write_configs() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
         -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1
-    cat >"$WORK/backend.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/backend.pid;
-error_log $WORK/backend-error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 10000000;
-    server {
-        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
-        location / { return 200 "$BODY\n"; }
-    }
-}
-EOF
+    write_backend_conf "$WORK/backend.conf"
     # keepalive_requests also bounds requests per HTTP/2 connection in nginx >= 1.19.7.
     cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;

@@ -36,3 +36,36 @@ wait_http() {
     done
     return 1
 }
+
+# Sum of utime+stime (clock ticks) of a process and its direct children (nginx workers).
+cpu_ticks() {
+    local root=$1 total=0 p stat rest
+    for p in $root $(ps --ppid "$root" -o pid= 2>/dev/null || true); do
+        stat=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        rest=${stat##*) }   # fields after "pid (comm) "; comm may contain spaces
+        read -r -a f <<<"$rest"
+        # rest starts at field 3 (state): utime is field 14 -> index 11, stime 15 -> index 12.
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# The backend both proxy benchmarks put behind the proxy: nginx, one worker, answering "$BODY"
+# on BACKEND_PORT over HTTP/1.1 keep-alive. Writes its config to $1 (WORK must be set).
+write_backend_conf() {
+    cat >"$1" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/backend.pid;
+error_log $WORK/backend-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    server {
+        listen 127.0.0.1:$BACKEND_PORT backlog=4096;
+        location / { return 200 "$BODY\n"; }
+    }
+}
+EOF
+}

@@ -318,11 +318,7 @@ async fn handle_stream(
                         hs.inc(w.index, HttpStat::RqDirectResponse);
                     }
                     let body = d.body.as_deref().unwrap_or("").as_bytes();
-                    let adds: Vec<(&[u8], &[u8])> = mutations
-                        .iter()
-                        .flat_map(|m| m.response_add.iter())
-                        .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
-                        .collect();
+                    let adds = mutations.response_additions();
                     local_reply(&mut respond, hcm, grpc, d.status, body, &adds, &mut log);
                 }
                 RouteAction::Forward(action) => {

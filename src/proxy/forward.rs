@@ -154,6 +154,7 @@ pub async fn forward(
         }
         crate::proxy::h1_to_h2::forward(
             w,
+            listener,
             c,
             hcm,
             req,

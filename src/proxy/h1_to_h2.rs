@@ -136,6 +136,7 @@ fn request_parts(c: &Downstream, req: &Request) -> Option<http::request::Parts> 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn forward(
     w: &Rc<Worker>,
+    listener: usize,
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
     req: &Request,
@@ -163,7 +164,7 @@ pub(crate) async fn forward(
         return;
     };
     let ctx = ConnCtx {
-        listener: 0,
+        listener,
         peer: c.peer,
         local: c.local,
         peer_ip: c.peer_ip.clone(),

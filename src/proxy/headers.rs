@@ -21,6 +21,14 @@ impl<'a> Mutations<'a> {
         self.levels.iter().flatten().copied()
     }
 
+    /// Every level's `response_headers_to_add`, as name/value pairs for a local reply.
+    pub(crate) fn response_additions(&self) -> Vec<(&'a [u8], &'a [u8])> {
+        self.iter()
+            .flat_map(|m| m.response_add.iter())
+            .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
+            .collect()
+    }
+
     pub(crate) fn removes_request(&self, name: &[u8]) -> bool {
         self.iter().any(|m| {
             m.request_remove

@@ -444,13 +444,7 @@ async fn handle_request<'w>(
                         hs.inc(w.index, HttpStat::RqDirectResponse);
                     }
                     let body = d.body.as_deref().unwrap_or("").as_bytes();
-                    let adds: Vec<(&[u8], &[u8])> = mutations
-                        .levels
-                        .iter()
-                        .flatten()
-                        .flat_map(|m| m.response_add.iter())
-                        .map(|h| (h.name.as_bytes(), h.value.as_bytes()))
-                        .collect();
+                    let adds = mutations.response_additions();
                     local_reply(c, req, &mut log, d.status, body, hcm, has_body, &adds).await;
                 }
                 RouteAction::Forward(action) => {

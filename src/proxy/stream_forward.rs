@@ -474,21 +474,25 @@ pub(crate) fn upstream_headers(req: &StreamRequest<'_>, request_id: &[u8]) -> He
         }
         out.append(name.clone(), value.clone());
     }
-    let peer = std::str::from_utf8(&req.ctx.peer_ip).unwrap_or("");
-    let prior = src
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let xff = match (prior.is_empty(), req.hcm.use_remote_address) {
-        (false, true) => Some(format!("{prior}, {peer}")),
-        (true, true) => Some(peer.to_string()),
-        (false, false) => Some(prior),
-        (true, false) => None,
+    // x-forwarded-for: the client's values joined, plus the peer at the edge
+    // (`use_remote_address`); built in one buffer that becomes the header value without a copy.
+    let mut xff = Vec::new();
+    let mut push = |part: &[u8]| {
+        if !xff.is_empty() {
+            xff.extend_from_slice(b", ");
+        }
+        xff.extend_from_slice(part);
     };
-    if let Some(v) = xff.and_then(|v| HeaderValue::from_str(&v).ok()) {
-        out.insert("x-forwarded-for", v);
+    for v in src.get_all("x-forwarded-for") {
+        push(v.as_bytes());
+    }
+    if req.hcm.use_remote_address {
+        push(&req.ctx.peer_ip);
+    }
+    if !xff.is_empty() {
+        if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(xff)) {
+            out.insert("x-forwarded-for", v);
+        }
     }
     let proto = if req.ctx.tls { "https" } else { "http" };
     out.insert("x-forwarded-proto", HeaderValue::from_static(proto));
@@ -1136,6 +1140,7 @@ async fn relay_h1(
         };
         let chunk = w.shared.tuning.body_chunk_bytes;
         let mut data = BytesMut::new();
+        let mut decoded = Vec::new();
         loop {
             let finished = match framing {
                 BodyFraming::None => true,
@@ -1149,7 +1154,7 @@ async fn relay_h1(
                     remaining == 0
                 }
                 BodyFraming::Chunked => {
-                    let mut decoded = Vec::new();
+                    decoded.clear();
                     match dec.feed(&buf, &mut decoded, false) {
                         Ok(n) => {
                             buf.drain(..n);
