@@ -199,6 +199,19 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
                 vec![tag()],
             );
         }
+        for b in crate::upstream::admission::Breaker::ALL {
+            let (open, remaining) = c.breakers.published(b);
+            let (open_name, remaining_name) = b.gauge_names();
+            for (stat, v) in [(open_name, open), (remaining_name, remaining)] {
+                s.add(
+                    format!("cluster.{name}.circuit_breakers.default.{stat}"),
+                    v,
+                    Kind::Gauge,
+                    format!("envoy_cluster_circuit_breakers_default_{stat}"),
+                    vec![tag()],
+                );
+            }
+        }
         for (code, n) in c.codes.nonzero() {
             s.add(
                 format!("cluster.{name}.upstream_rq_{code}"),

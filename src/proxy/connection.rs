@@ -44,16 +44,22 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: Socket
         },
     };
     let _ssl_active = stream.is_tls().then(|| SslActive::new(w, listener));
-    let mut initial = Vec::with_capacity(w.shared.tuning.read_buffer_bytes);
+    let mut initial = Vec::with_capacity(super::http1_conn::IDLE_READ_BYTES);
     let codec = match (hcm.codec_type, stream.alpn().as_deref()) {
         (CodecType::Http1, _) => Codec::Http1,
         (CodecType::Http2, _) => Codec::Http2,
         (CodecType::Auto, Some(b"h2")) => Codec::Http2,
         (CodecType::Auto, Some(_)) => Codec::Http1,
         (CodecType::Auto, None) => {
-            let idle =
-                (!hcm.idle_timeout.is_zero()).then(|| std::time::Instant::now() + hcm.idle_timeout);
-            match sniff_preface(w, listener, &mut stream, &mut initial, idle).await {
+            // The first bytes are due within request_headers_timeout of the accept (and the
+            // idle timeout): a connection that never speaks is closed then.
+            let now = std::time::Instant::now();
+            let due = [hcm.request_headers_timeout, hcm.idle_timeout]
+                .into_iter()
+                .filter(|t| !t.is_zero())
+                .min()
+                .map(|t| now + t);
+            match sniff_preface(w, listener, &mut stream, &mut initial, due).await {
                 Some(codec) => codec,
                 None => return,
             }
@@ -164,7 +170,7 @@ async fn sniff_preface(
         if n == H2_PREFACE.len() {
             return Some(Codec::Http2);
         }
-        let room = w.shared.tuning.read_buffer_bytes;
+        let room = (buf.capacity() - buf.len()).max(H2_PREFACE.len());
         let (res, b) = read_append_until(stream, std::mem::take(buf), room, idle).await;
         *buf = b;
         match res {
@@ -173,7 +179,13 @@ async fn sniff_preface(
                     hs.add(w.index, HttpStat::DownstreamCxRxBytesTotal, n as u64);
                 }
             }
-            Err(IoFail::Eof) | Err(IoFail::TimedOut) | Err(IoFail::Io(_)) => return None,
+            Err(IoFail::TimedOut) => {
+                if let Some(hs) = w.stats().http.get(listener) {
+                    hs.inc(w.index, HttpStat::DownstreamRqHeaderTimeout);
+                }
+                return None;
+            }
+            Err(IoFail::Eof) | Err(IoFail::Io(_)) => return None,
         }
     }
 }

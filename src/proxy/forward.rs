@@ -1,23 +1,34 @@
-//! Forwarding one request to its cluster: pick, connect or reuse, send, relay, retry.
+//! Forwarding one HTTP/1.1 client's request to its cluster: body plan, admission, attempts,
+//! relay.
 //!
-//! The phases, in order (Pingora's shape, Envoy's semantics):
-//! 1. admission: the cluster's circuit breakers (this worker's share) and a non-empty member set;
-//! 2. request body plan: bodies up to the retry buffer are read first so the request can be
+//! The phases, in order (Pingora's shape, Envoy's semantics); the codec-neutral rules of each
+//! live in `crate::exchange`:
+//! 1. request body plan: bodies up to the retry buffer are read first so the request can be
 //!    replayed; larger ones stream and can only be retried before their first byte is sent;
-//! 3. attempt: load-balance an endpoint, take a pooled connection or connect, write the head
-//!    (and buffered body), read the response head within the per-try and route deadlines;
-//! 4. retry decision: a failure on a *reused* connection before any response byte is the
-//!    keep-alive race, retried once on a fresh connection without counting as a retry; other
-//!    failures and 5xx answers are retried per the route's `retry_policy`;
-//! 5. relay: the response head is rewritten and the body streamed back in bounded chunks;
-//!    the upstream connection returns to the pool only if the exchange ended cleanly.
+//! 2. admission (`exchange::admission`): the cluster's circuit breakers (this worker's share) and
+//!    a non-empty member set. It comes after a buffered body is complete, so a client trickling
+//!    a small upload holds no upstream slot while it trickles;
+//! 3. attempt: load-balance an endpoint, take a pooled connection or connect within the
+//!    attempt's deadline (`exchange::endpoint`), write the head (and buffered body), read the
+//!    response head within the per-try and route deadlines. An upstream that answers while the
+//!    body is still streaming (a 413 before reading it) is heard: sending stops and its answer
+//!    is relayed, as nginx does;
+//! 4. retry decision (`exchange::retry::decide`);
+//! 5. relay: the response head is rewritten and the body streamed back in bounded chunks, each
+//!    write to the client bounded by `stream_idle_timeout`; the upstream connection returns to
+//!    the pool only if the exchange ended cleanly.
+//!
+//! Everything the request holds (its admission, retries, the connection and its endpoint
+//! `rq_active`) is a guard, so returning early or being dropped releases it.
 
-use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{ClusterId, ForwardAction, HttpConnectionManager, RetryOn, RetryPolicy, Route};
+use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
+use crate::exchange::admission::admit;
+use crate::exchange::endpoint::{obtain_connection, report_outcome};
+use crate::exchange::outcome::failure_reply;
+use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{write_chunk, write_last_chunk};
 use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead, Version};
@@ -27,15 +38,12 @@ use crate::proxy::headers::{
     Mutations, UpstreamRequest,
 };
 use crate::proxy::http1_conn::{local_reply, Downstream, Request, RequestLog};
-use crate::proxy::io::{read_append_until, write_all, write_all_until, IoFail};
+use crate::proxy::io::{read_append_until, write_all_until, write_prefix_until, IoFail};
 use crate::proxy::tunnel::Upgraded;
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::{ClusterStat, EndpointStat};
-use crate::upstream::health::FAILED_ACTIVE_HC;
-use crate::upstream::membership::Endpoint;
-use crate::upstream::outlier::{self, Verdict};
-use crate::upstream::pool::{ConnectError, UpstreamConn};
+use crate::upstream::pool::UpstreamConn;
 
 /// How the request body travels.
 pub(crate) enum BodyPlan {
@@ -51,29 +59,27 @@ pub(crate) enum BodyPlan {
     StreamChunked(ChunkedDecoder),
 }
 
-/// Why an attempt failed before a usable response head.
-pub(crate) enum AttemptError {
-    /// Connection refused or connect timeout.
-    Connect,
-    /// Too many connections for this worker's share of `max_connections`.
-    Overflow,
-    /// Write failed or the upstream closed/reset before any response byte.
-    Reset { before_response: bool },
-    /// No response head within the per-try or route deadline.
-    Timeout,
-    /// The upstream's response was not valid HTTP/1.1.
-    Protocol,
-    /// The client went away while we were reading its body.
-    Downstream,
-    /// The client's chunked body turned out malformed while streaming.
-    BadBody,
+impl BodyPlan {
+    fn buffered(&self) -> bool {
+        matches!(
+            self,
+            BodyPlan::Empty | BodyPlan::BufferedLength(_) | BodyPlan::BufferedChunked
+        )
+    }
+}
+
+/// A response head the upstream sent, and whether it came before the request body was all
+/// sent (an early answer: the upstream connection is spent and the client's body unread).
+struct Answer {
+    head: ResponseHead,
+    early: bool,
 }
 
 /// Serves `req` by forwarding it to `action.cluster`. Writes the response (or a local reply)
 /// to the client and fills in `log`.
 #[allow(clippy::too_many_arguments)]
-pub async fn forward(
-    w: &Rc<Worker>,
+pub async fn forward<'w>(
+    w: &'w Rc<Worker>,
     listener: usize,
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
@@ -84,7 +90,7 @@ pub async fn forward(
     mutations: &Mutations<'_>,
     log: &mut RequestLog<'_>,
     upgrade: Option<&[u8]>,
-) -> Option<Upgraded> {
+) -> Option<Upgraded<'w>> {
     let cluster_id = action.cluster;
     log.cluster = Some(cluster_id);
     let shared = &w.shared;
@@ -96,27 +102,18 @@ pub async fn forward(
     let has_body = matches!(req.head.framing, BodyFraming::Chunked)
         || matches!(req.head.framing, BodyFraming::Length(n) if n > 0);
 
-    // 1. admission
-    if let Err((status, flag, text)) = admit(w, cluster_id) {
-        log.flags.insert(flag);
-        local_reply(c, req, log, status, text, hcm, has_body, &[]).await;
-        return None;
-    }
-    let mut budget = RetryBudget::new(retry);
-
-    // 2. body plan (100-continue first: the client waits for it before sending the body)
+    // 1. body plan (100-continue first: the client waits for it before sending the body)
     if req.head.expect_continue && has_body {
         let mut out = std::mem::take(&mut c.out);
         out.clear();
         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        let len = out.len();
-        let (res, out) = write_all(&mut c.stream, out, len).await;
+        let until = body_deadline(c);
+        let (res, out) = write_all_until(&mut c.stream, out, until).await;
         c.out = out;
         if res.is_err() {
             c.close = true;
             log.flags
                 .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-            finish_cluster_request(w, cluster_id, budget.held);
             return None;
         }
     }
@@ -130,7 +127,17 @@ pub async fn forward(
                 log.flags
                     .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
             }
-            finish_cluster_request(w, cluster_id, budget.held);
+            return None;
+        }
+    };
+
+    // 2. admission, once a buffered body is complete
+    let unread = !plan.buffered();
+    let mut creq = match admit(w, cluster_id, retry) {
+        Ok(r) => r,
+        Err((status, flag, text)) => {
+            log.flags.insert(flag);
+            local_reply(c, req, log, status, text, hcm, unread, &[]).await;
             return None;
         }
     };
@@ -149,25 +156,12 @@ pub async fn forward(
                 &[],
             )
             .await;
-            finish_cluster_request(w, cluster_id, budget.held);
             return None;
         }
         crate::proxy::h1_to_h2::forward(
-            w,
-            listener,
-            c,
-            hcm,
-            req,
-            route,
-            action,
-            retry,
-            mutations,
-            log,
-            plan,
-            &mut budget,
+            w, listener, c, hcm, req, route, action, retry, mutations, log, plan, &mut creq,
         )
         .await;
-        finish_cluster_request(w, cluster_id, budget.held);
         return None;
     }
 
@@ -193,11 +187,11 @@ pub async fn forward(
     let deadline = action.timeout.map(|t| log.start + t);
     let policy = retry;
     let mut reuse_retry_used = false;
-    let mut fresh_to: Option<Arc<Endpoint>> = None;
+    let mut fresh_to = None;
     let mut last_host: Option<std::net::SocketAddr> = None;
     let mut sent_body_bytes = false;
     let outcome = loop {
-        budget.back_off(w, cluster_id).await;
+        creq.retries.back_off(w).await;
         let attempt_start = Instant::now();
         let per_try = policy
             .and_then(|p| p.per_try_timeout)
@@ -206,169 +200,163 @@ pub async fn forward(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let mut conn = match obtain_connection(
+        let (result, conn) = match obtain_connection(
             w,
             cluster_id,
             cluster.connect_timeout,
+            try_deadline,
             fresh_to.take(),
             &mut last_host,
         )
         .await
         {
-            Ok(conn) => conn,
-            Err(e) => {
-                let retry_on = matches!(e, AttemptError::Connect)
-                    && can_retry(policy, RetryOn::CONNECT_FAILURE);
-                if retry_on && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries) {
-                    continue;
-                }
-                break Err(e);
+            Ok(mut conn) => {
+                log.upstream_host = Some(conn.endpoint.addr);
+                cs.inc(w.index, ClusterStat::UpstreamRqTotal);
+                conn.endpoint.stats.inc(w.index, EndpointStat::RqTotal);
+                conn.start_request();
+                let host_rewrite = action.host_rewrite_literal.as_deref().map(str::as_bytes);
+                let result = attempt(
+                    w,
+                    c,
+                    hcm,
+                    req,
+                    &mut conn,
+                    &mut plan,
+                    path_len,
+                    host_rewrite,
+                    try_deadline,
+                    &mut sent_body_bytes,
+                    mutations,
+                    upgrade,
+                )
+                .await;
+                (result, Some(conn))
             }
+            Err(e) => (Err(e), None),
         };
-        log.upstream_host = Some(conn.endpoint.addr);
-        cs.inc(w.index, ClusterStat::UpstreamRqTotal);
-        conn.endpoint.stats.inc(w.index, EndpointStat::RqTotal);
-        conn.endpoint.stats.inc(w.index, EndpointStat::RqActive);
-        conn.requests += 1;
-
-        let host_rewrite = action.host_rewrite_literal.as_deref().map(str::as_bytes);
-        let result = attempt(
-            w,
-            c,
-            hcm,
-            req,
-            &mut conn,
-            &mut plan,
-            path_len,
-            host_rewrite,
-            try_deadline,
-            &mut sent_body_bytes,
-            mutations,
-            upgrade,
-        )
-        .await;
-        let replayable = !sent_body_bytes
-            || matches!(
-                plan,
-                BodyPlan::Empty | BodyPlan::BufferedLength(_) | BodyPlan::BufferedChunked
-            );
-        match result {
-            Ok(head) => {
-                let sent_at = attempt_start;
-                let is_5xx = head.status >= 500;
-                let gateway = matches!(head.status, 502..=504);
-                let retry_status = (is_5xx && can_retry(policy, RetryOn::FIVE_XX))
-                    || (gateway && can_retry(policy, RetryOn::GATEWAY_ERROR));
-                cs.codes.inc(w.index, head.status);
-                report_outcome(w, cluster_id, &conn.endpoint, !is_5xx);
-                if retry_status
-                    && replayable
-                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
-                {
-                    conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
-                    conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
-                    let mut pool = w.pool.borrow_mut();
-                    pool.discard(conn, ClusterStat::UpstreamCxDestroyLocal);
-                    continue;
-                }
-                if is_5xx {
-                    conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
-                } else {
-                    conn.endpoint.stats.inc(w.index, EndpointStat::RqSuccess);
-                }
-                // As Envoy counts it: a retried request whose response is not retried again.
-                if budget.taken > 0 {
-                    cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
-                }
-                break Ok((conn, head, sent_at));
+        let replayable = !sent_body_bytes || plan.buffered();
+        let reused = conn.as_ref().is_some_and(|c| c.reused);
+        let attempted = match &result {
+            Ok(answer) => Attempted::Response(answer.head.status),
+            Err(error) => Attempted::Failed {
+                error: *error,
+                reused,
+            },
+        };
+        if let (Some(conn), Ok(answer)) = (&conn, &result) {
+            cs.codes.inc(w.index, answer.head.status);
+            report_outcome(w, cluster_id, &conn.endpoint, answer.head.status < 500);
+        }
+        let decision = decide(
+            policy,
+            attempted,
+            RetryState {
+                retries_left: creq.retries.left,
+                reuse_retry_used,
+                replayable,
+            },
+            Clock {
+                now: Instant::now(),
+                route_deadline: deadline,
+                per_try_deadline: per_try,
+            },
+        );
+        if let (Some(conn), Err(e)) = (&conn, &result) {
+            conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
+            let endpoint_failed = decision != Decision::RetryFresh
+                && matches!(
+                    e,
+                    AttemptError::Reset { .. } | AttemptError::Timeout | AttemptError::Protocol
+                );
+            if endpoint_failed {
+                report_outcome(w, cluster_id, &conn.endpoint, false);
             }
-            Err(e) => {
-                conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
-                conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
-                let stale = conn.reused
-                    && matches!(
-                        e,
-                        AttemptError::Reset {
-                            before_response: true
-                        }
-                    );
-                let endpoint_failed = !stale
-                    && matches!(
-                        e,
-                        AttemptError::Reset { .. } | AttemptError::Timeout | AttemptError::Protocol
-                    );
-                if endpoint_failed {
-                    report_outcome(w, cluster_id, &conn.endpoint, false);
-                }
-                let stale_endpoint = stale.then(|| conn.endpoint.clone());
-                w.pool
-                    .borrow_mut()
-                    .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
-                if matches!(e, AttemptError::Downstream | AttemptError::BadBody) {
-                    break Err(e);
-                }
-                if stale && !reuse_retry_used && replayable {
-                    // The keep-alive race: the upstream closed an idle connection as we reused it.
-                    reuse_retry_used = true;
-                    fresh_to = stale_endpoint;
-                    cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
-                    continue;
-                }
-                let now = Instant::now();
-                let global_expired = deadline.is_some_and(|d| d <= now);
-                let per_try_fired = !global_expired && per_try.is_some_and(|p| p <= now);
-                let retry_on = match e {
-                    AttemptError::Reset { .. } => {
-                        can_retry(policy, RetryOn::RESET) || can_retry(policy, RetryOn::FIVE_XX)
-                    }
-                    // Only a per-try timeout is retried; the route's own timeout ends the request.
-                    AttemptError::Timeout if per_try_fired => {
-                        can_retry(policy, RetryOn::FIVE_XX)
-                            || can_retry(policy, RetryOn::GATEWAY_ERROR)
-                            || can_retry(policy, RetryOn::RESET)
-                    }
-                    AttemptError::Protocol => can_retry(policy, RetryOn::FIVE_XX),
-                    _ => false,
-                };
-                if matches!(e, AttemptError::Timeout) && per_try_fired {
+        }
+        let retried = match decision {
+            Decision::Accept => false,
+            Decision::RetryFresh => {
+                reuse_retry_used = true;
+                fresh_to = conn.as_ref().map(|c| c.endpoint.clone());
+                cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
+                true
+            }
+            Decision::Retry { per_try_timeout }
+            | Decision::Fail {
+                per_try_timeout, ..
+            } => {
+                if per_try_timeout {
                     cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
                 }
-                if retry_on
-                    && !global_expired
-                    && replayable
-                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
-                {
-                    continue;
+                matches!(decision, Decision::Retry { .. }) && creq.retries.take(w, cluster_id)
+            }
+        };
+        if retried {
+            if let Some(conn) = conn {
+                if result.is_ok() {
+                    conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
+                }
+                let why = if result.is_ok() {
+                    ClusterStat::UpstreamCxDestroyLocal
+                } else {
+                    ClusterStat::UpstreamCxDestroyRemote
+                };
+                w.pool.borrow_mut().discard(conn, why);
+            }
+            continue;
+        }
+        match (result, conn) {
+            (Ok(answer), Some(conn)) => {
+                let stat = if answer.head.status >= 500 {
+                    EndpointStat::RqError
+                } else {
+                    EndpointStat::RqSuccess
+                };
+                conn.endpoint.stats.inc(w.index, stat);
+                // As Envoy counts it: a retried request whose response is not retried again.
+                if creq.retries.taken > 0 {
+                    cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
+                }
+                break Ok((conn, answer, attempt_start));
+            }
+            (Err(e), conn) => {
+                if let Some(conn) = conn {
+                    w.pool
+                        .borrow_mut()
+                        .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
                 }
                 break Err(e);
             }
+            (Ok(_), None) => break Err(AttemptError::Protocol),
         }
     };
 
     match outcome {
-        Ok((conn, head, sent_at)) => {
+        Ok((conn, answer, sent_at)) => {
             let service_time = sent_at.elapsed();
             log.upstream_service_time = Some(service_time);
             w.histograms.borrow_mut().record(
                 HistogramId::UpstreamRqTime(cluster_id),
                 service_time.as_micros() as u64,
             );
-            if head.status == 101 {
+            if answer.head.status == 101 {
                 // Only reachable for an enabled upgrade: the tunnel takes over both connections
-                // and finishes the cluster's accounting when it ends.
-                return switch_protocols(w, c, hcm, req, conn, head, mutations, log)
+                // and the request stays admitted until it ends.
+                return switch_protocols(w, c, hcm, req, conn, answer.head, mutations, log)
                     .await
                     .map(|conn| Upgraded {
                         conn,
-                        cluster: cluster_id,
-                        retries_held: budget.held,
-                    })
-                    .or_else(|| {
-                        finish_cluster_request(w, cluster_id, budget.held);
-                        None
+                        request: creq,
                     });
             }
-            relay_response(w, c, hcm, req, conn, head, deadline, mutations, log).await;
+            if answer.early {
+                // The client's body was not all read: its connection cannot carry another
+                // request (and lingers so the answer arrives), and the upstream connection is
+                // mid-request.
+                c.close = true;
+                c.linger = true;
+            }
+            relay_response(w, c, hcm, req, conn, answer, deadline, mutations, log).await;
         }
         Err(e) => {
             if matches!(e, AttemptError::BadBody) {
@@ -380,11 +368,10 @@ pub async fn forward(
                 c.close = true;
                 log.flags
                     .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-                finish_cluster_request(w, cluster_id, budget.held);
                 return None;
             };
             log.flags.insert(flag);
-            if policy.is_some_and(|p| p.num_retries > 0) && budget.left == 0 {
+            if policy.is_some_and(|p| p.num_retries > 0) && creq.retries.left == 0 {
                 log.flags
                     .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
             }
@@ -393,383 +380,8 @@ pub async fn forward(
             local_reply(c, req, log, status, body, hcm, unread, &[]).await;
         }
     }
-    finish_cluster_request(w, cluster_id, budget.held);
+    drop(creq);
     None
-}
-
-/// A local reply: status, response flag and text.
-pub(crate) type Reply = (u16, ResponseFlags, &'static [u8]);
-
-/// Admission against the cluster's circuit breakers (this worker's share) and its member set.
-/// On success the request counts as active until [`finish_cluster_request`].
-pub(crate) fn admit(w: &Worker, cluster_id: ClusterId) -> Result<(), Reply> {
-    let (Some(cluster), Some(cs), Some(local)) = (
-        w.shared.config.clusters.get(cluster_id),
-        w.stats().clusters.get(cluster_id),
-        w.clusters.get(cluster_id),
-    ) else {
-        return Err((503, ResponseFlags::NO_HEALTHY_UPSTREAM, b"no cluster"));
-    };
-    if local.active_requests.get() >= w.share(cluster.circuit_breakers.max_requests) {
-        cs.inc(w.index, ClusterStat::UpstreamRqPendingOverflow);
-        return Err((
-            503,
-            ResponseFlags::UPSTREAM_OVERFLOW,
-            b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
-        ));
-    }
-    let no_members = w
-        .membership
-        .borrow()
-        .current
-        .clusters
-        .get(cluster_id)
-        .is_none_or(|m| m.endpoints.is_empty());
-    if no_members {
-        cs.inc(w.index, ClusterStat::UpstreamCxNoneHealthy);
-        return Err((
-            503,
-            ResponseFlags::NO_HEALTHY_UPSTREAM,
-            b"no healthy upstream",
-        ));
-    }
-    local.active_requests.set(local.active_requests.get() + 1);
-    cs.inc(w.index, ClusterStat::UpstreamRqActive);
-    Ok(())
-}
-
-/// The local reply for a failed request (Envoy's codes, flags and texts), counting the
-/// cluster stat that goes with it; `None` when the client is gone and nothing can be sent.
-pub(crate) fn failure_reply(w: &Worker, cluster_id: ClusterId, e: &AttemptError) -> Option<Reply> {
-    let cs = w.stats().clusters.get(cluster_id);
-    let count = |stat: ClusterStat| {
-        if let Some(cs) = cs {
-            cs.inc(w.index, stat);
-        }
-    };
-    Some(match e {
-        AttemptError::Connect => (
-            503,
-            ResponseFlags::UPSTREAM_CONNECTION_FAILURE,
-            b"upstream connect error or disconnect/reset before headers. reset reason: connection failure",
-        ),
-        AttemptError::Overflow => {
-            count(ClusterStat::UpstreamCxOverflow);
-            (
-                503,
-                ResponseFlags::UPSTREAM_OVERFLOW,
-                b"upstream connect error or disconnect/reset before headers. reset reason: overflow",
-            )
-        }
-        AttemptError::Reset { .. } => {
-            count(ClusterStat::UpstreamRqRxReset);
-            (
-                502,
-                ResponseFlags::UPSTREAM_CONNECTION_TERMINATION,
-                b"upstream connect error or disconnect/reset before headers. reset reason: connection termination",
-            )
-        }
-        AttemptError::Timeout => {
-            count(ClusterStat::UpstreamRqTimeout);
-            (504, ResponseFlags::UPSTREAM_REQUEST_TIMEOUT, b"upstream request timeout")
-        }
-        AttemptError::Protocol => {
-            count(ClusterStat::UpstreamCxProtocolError);
-            (502, ResponseFlags::UPSTREAM_PROTOCOL_ERROR, b"upstream protocol error")
-        }
-        AttemptError::BadBody => (
-            400,
-            ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
-            b"malformed chunked body",
-        ),
-        AttemptError::Downstream => return None,
-    })
-}
-
-pub(crate) fn finish_cluster_request(w: &Worker, cluster: ClusterId, retries_held: u32) {
-    let local = &w.clusters[cluster];
-    local
-        .active_retries
-        .set(local.active_retries.get().saturating_sub(retries_held));
-    local
-        .active_requests
-        .set(local.active_requests.get().saturating_sub(1));
-    if let Some(cs) = w.stats().clusters.get(cluster) {
-        cs.dec(w.index, ClusterStat::UpstreamRqActive);
-    }
-}
-
-pub(crate) fn can_retry(policy: Option<&RetryPolicy>, on: RetryOn) -> bool {
-    policy.is_some_and(|p| p.retry_on.contains(on))
-}
-
-/// Envoy's default retry back-off: full jitter over 25 ms doubling per retry, capped at 250 ms.
-const RETRY_BACKOFF_BASE_MS: u64 = 25;
-const RETRY_BACKOFF_MAX_MS: u64 = 250;
-
-/// One request's retries. As in Envoy, a retry counts against the cluster's `max_retries`
-/// circuit breaker (this worker's share) while it waits out its back-off, and is released when
-/// the retried attempt starts.
-pub(crate) struct RetryBudget {
-    /// Retries the route still allows.
-    pub(crate) left: u32,
-    /// Retries taken so far (for `upstream_rq_retry_success`).
-    pub(crate) taken: u32,
-    /// Retries holding the circuit breaker now (0 or 1; released by `back_off`).
-    pub(crate) held: u32,
-}
-
-impl RetryBudget {
-    pub(crate) fn new(policy: Option<&RetryPolicy>) -> RetryBudget {
-        RetryBudget {
-            left: policy.map_or(0, |p| p.num_retries),
-            taken: 0,
-            held: 0,
-        }
-    }
-
-    /// Takes a retry if the route allows another and this worker's share of `max_retries`
-    /// outstanding retries is not used up.
-    pub(crate) fn take(&mut self, w: &Worker, cluster: ClusterId, max_retries: u32) -> bool {
-        if self.left == 0 {
-            return false;
-        }
-        let cs = w.stats().clusters.get(cluster);
-        let local = &w.clusters[cluster];
-        if local.active_retries.get() >= w.share(max_retries) {
-            if let Some(cs) = cs {
-                cs.inc(w.index, ClusterStat::UpstreamRqRetryOverflow);
-            }
-            return false;
-        }
-        if let Some(cs) = cs {
-            cs.inc(w.index, ClusterStat::UpstreamRqRetry);
-        }
-        local.active_retries.set(local.active_retries.get() + 1);
-        self.held += 1;
-        self.taken += 1;
-        self.left -= 1;
-        true
-    }
-
-    /// Before a retried attempt: waits the jittered back-off, then releases the retry's hold.
-    pub(crate) async fn back_off(&mut self, w: &Worker, cluster: ClusterId) {
-        if self.held == 0 {
-            return;
-        }
-        let shift = self.taken.saturating_sub(1).min(4);
-        let ceiling = (RETRY_BACKOFF_BASE_MS << shift).min(RETRY_BACKOFF_MAX_MS);
-        let delay = w.rng.borrow_mut().below(ceiling + 1);
-        if delay > 0 {
-            monoio::time::sleep(Duration::from_millis(delay)).await;
-        }
-        let local = &w.clusters[cluster];
-        local
-            .active_retries
-            .set(local.active_retries.get().saturating_sub(self.held));
-        self.held = 0;
-    }
-}
-
-/// Feeds one exchange's outcome with `endpoint` to this worker's outlier detection (a no-op for
-/// clusters without `outlier_detection`). Success costs one load of the worker's own slot; a
-/// failure looks the endpoint up in the current members to apply `max_ejection_percent`.
-pub(crate) fn report_outcome(w: &Worker, cluster_id: ClusterId, endpoint: &Endpoint, ok: bool) {
-    let Some(od) = w
-        .shared
-        .config
-        .clusters
-        .get(cluster_id)
-        .and_then(|c| c.outlier.as_ref())
-    else {
-        return;
-    };
-    if ok {
-        endpoint.health.outlier.record_success(w.index);
-        return;
-    }
-    let membership = w.membership.borrow();
-    let Some(members) = membership.current.clusters.get(cluster_id) else {
-        return;
-    };
-    // A drained endpoint (no longer a member) gets no verdict: nothing would pick it anyway.
-    let Some(idx) = members
-        .endpoints
-        .iter()
-        .position(|e| std::ptr::eq(&**e, endpoint))
-    else {
-        return;
-    };
-    let roll = w.rng.borrow_mut().below(100) as u32;
-    let verdict = outlier::record_failure(w.index, od, &members.endpoints, idx, roll);
-    let cs = w.stats().clusters.get(cluster_id);
-    match verdict {
-        Verdict::Ejected => {
-            if let Some(cs) = cs {
-                cs.inc(w.index, ClusterStat::OutlierEjectionsEnforcedTotal);
-                cs.inc(w.index, ClusterStat::OutlierEjectionsEnforcedConsecutive5xx);
-            }
-            info!(
-                "worker {}: endpoint {} ejected by outlier detection ({} consecutive failures)",
-                w.index, endpoint.addr, od.consecutive_5xx
-            );
-        }
-        Verdict::Overflow => {
-            if let Some(cs) = cs {
-                cs.inc(w.index, ClusterStat::OutlierEjectionsOverflow);
-            }
-        }
-        Verdict::Counted | Verdict::NotEnforced => {}
-    }
-}
-
-/// Whether endpoint choice must consult health at all, and if so whether the cluster is in panic:
-/// with fewer than half its members healthy (the `membership_healthy` gauge, kept by the hub and
-/// the health thread), Envoy's default 50% panic threshold balances over every member instead.
-fn health_mode(w: &Worker, cluster_id: ClusterId) -> (bool, bool) {
-    let checked = w
-        .shared
-        .config
-        .clusters
-        .get(cluster_id)
-        .is_some_and(|c| c.health_checks.is_some() || c.outlier.is_some());
-    if !checked {
-        return (false, false);
-    }
-    let panic = w.stats().clusters.get(cluster_id).is_some_and(|cs| {
-        let total = cs
-            .counters
-            .slot_value(0, ClusterStat::MembershipTotal as usize);
-        let healthy = cs
-            .counters
-            .slot_value(0, ClusterStat::MembershipHealthy as usize);
-        healthy * 2 < total
-    });
-    (true, panic)
-}
-
-/// Load-balances over `endpoints` (the cluster's members): failed and ejected members are
-/// skipped unless the cluster is in panic mode, and `last` (the host the previous attempt of
-/// this request used) whenever another will do, so a retry goes elsewhere, as nginx's
-/// `proxy_next_upstream` and Envoy's `previous_hosts` retry predicate do.
-fn pick_index(
-    w: &Worker,
-    cluster_id: ClusterId,
-    endpoints: &[Arc<Endpoint>],
-    last: Option<SocketAddr>,
-) -> Option<usize> {
-    let n = endpoints.len();
-    let active = |i: usize| {
-        endpoints[i]
-            .stats
-            .counters
-            .slot_value(w.index, EndpointStat::RqActive as usize) as u32
-    };
-    let (checked, panic) = health_mode(w, cluster_id);
-    let usable = |i: usize| {
-        let h = &endpoints[i].health;
-        h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
-    };
-    let fresh = |i: usize| last != Some(endpoints[i].addr);
-    let mut lbs = w.lbs.borrow_mut();
-    let lb = lbs.get_mut(cluster_id)?;
-    if checked && !panic {
-        // Every member unusable while the gauge still says otherwise: fall back to all.
-        lb.pick(n, |i| usable(i) && fresh(i), active)
-            .or_else(|| lb.pick(n, usable, active))
-            .or_else(|| lb.pick(n, |_| true, active))
-    } else {
-        lb.pick(n, fresh, active)
-            .or_else(|| lb.pick(n, |_| true, active))
-    }
-}
-
-/// Picks an endpoint of `cluster_id` (`fresh_to` when it is still a member).
-/// `last` is updated to the endpoint picked.
-pub(crate) fn pick_endpoint(
-    w: &Worker,
-    cluster_id: ClusterId,
-    fresh_to: Option<Arc<Endpoint>>,
-    last: &mut Option<SocketAddr>,
-) -> Option<Arc<Endpoint>> {
-    if let Some(e) = fresh_to.filter(|e| e.is_member()) {
-        return Some(e);
-    }
-    let membership = w.membership.borrow();
-    let members = membership.current.clusters.get(cluster_id)?;
-    let idx = pick_index(w, cluster_id, &members.endpoints, *last)?;
-    let picked = members.endpoints.get(idx).cloned();
-    *last = picked.as_ref().map(|e| e.addr);
-    picked
-}
-
-/// Picks an endpoint and returns a pooled connection to it, or a new one.
-/// `fresh_to`: connect anew to this endpoint without load balancing or the pool (the keep-alive
-/// race retry: the endpoint is fine, only its pooled connection was stale).
-pub(crate) async fn obtain_connection(
-    w: &Rc<Worker>,
-    cluster_id: ClusterId,
-    connect_timeout: Duration,
-    fresh_to: Option<Arc<Endpoint>>,
-    last: &mut Option<SocketAddr>,
-) -> Result<UpstreamConn, AttemptError> {
-    // Pick by index and look in the pool by address first: the endpoint's `Arc` (shared with
-    // other workers) is cloned only when a new connection needs it, so the common path touches
-    // no cross-thread reference count.
-    let now = Instant::now();
-    let endpoint = match fresh_to.filter(|e| e.is_member()) {
-        Some(endpoint) => endpoint,
-        None => {
-            let membership = w.membership.borrow();
-            let members = membership
-                .current
-                .clusters
-                .get(cluster_id)
-                .ok_or(AttemptError::Connect)?;
-            let idx = pick_index(w, cluster_id, &members.endpoints, *last)
-                .ok_or(AttemptError::Connect)?;
-            let addr = members.endpoints[idx].addr;
-            *last = Some(addr);
-            if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
-                if let Some(cs) = w.stats().clusters.get(cluster_id) {
-                    cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
-                }
-                return Ok(conn);
-            }
-            members.endpoints[idx].clone()
-        }
-    };
-    let max_cx = w
-        .shared
-        .config
-        .clusters
-        .get(cluster_id)
-        .map_or(u32::MAX, |c| w.share(c.circuit_breakers.max_connections));
-    if w.pool.borrow().open_connections(cluster_id) >= max_cx {
-        return Err(AttemptError::Overflow);
-    }
-    // The pool is not borrowed across the connect: other connections on this worker use it.
-    let conn = crate::upstream::pool::connect(
-        w.index,
-        &w.shared.stats,
-        cluster_id,
-        &endpoint,
-        connect_timeout,
-        w.shared
-            .upstream_tls
-            .get(cluster_id)
-            .and_then(Option::as_deref),
-    )
-    .await
-    .map_err(|_: ConnectError| {
-        report_outcome(w, cluster_id, &endpoint, false);
-        AttemptError::Connect
-    })?;
-    w.pool.borrow_mut().opened(cluster_id);
-    if let Some(cs) = w.stats().clusters.get(cluster_id) {
-        cs.inc(w.index, ClusterStat::UpstreamCxHttp1Total);
-    }
-    Ok(conn)
 }
 
 /// Decides how the body travels and, for small bodies, reads all of it now.
@@ -848,7 +460,7 @@ async fn attempt(
     sent_body_bytes: &mut bool,
     mutations: &Mutations<'_>,
     upgrade: Option<&[u8]>,
-) -> Result<ResponseHead, AttemptError> {
+) -> Result<Answer, AttemptError> {
     let mut out = std::mem::take(&mut c.out);
     out.clear();
     let authority = req.authority.get(&c.head);
@@ -886,24 +498,57 @@ async fn attempt(
     match res {
         Ok(()) => {}
         Err(IoFail::TimedOut) => return Err(AttemptError::Timeout),
-        Err(_) => {
-            return Err(AttemptError::Reset {
-                before_response: true,
-            })
-        }
+        // The upstream may have answered and closed before reading what we sent.
+        Err(_) => return early_answer(w, c, req, conn, deadline, true).await,
     }
     if let Some(cs) = w.stats().clusters.get(conn.cluster) {
         cs.add(w.index, ClusterStat::UpstreamCxTxBytesTotal, tx);
     }
-    // Streamed bodies follow.
-    match plan {
-        BodyPlan::StreamLength(n) => stream_length_body(w, c, conn, *n, sent_body_bytes).await?,
-        BodyPlan::StreamChunked(dec) => {
-            stream_chunked_body(w, c, conn, dec, sent_body_bytes).await?
+    // Streamed bodies follow. An upstream may answer while they stream (an echo, or a 413
+    // for a body it will not take); only when it stops taking the body is that answer read
+    // early, so full-duplex upstreams keep working.
+    let streamed = match plan {
+        BodyPlan::StreamLength(n) => stream_length_body(w, c, conn, *n, sent_body_bytes).await,
+        BodyPlan::StreamChunked(dec) => stream_chunked_body(w, c, conn, dec, sent_body_bytes).await,
+        _ => Ok(()),
+    };
+    match streamed {
+        Ok(()) => {}
+        Err(AttemptError::Reset { .. }) => {
+            return early_answer(w, c, req, conn, deadline, false).await
         }
-        _ => {}
+        Err(e) => return Err(e),
     }
-    read_response_head(w, c, req, conn, deadline, upgrade.is_some()).await
+    let head = read_response_head(w, c, req, conn, deadline, upgrade.is_some()).await?;
+    Ok(Answer { head, early: false })
+}
+
+/// The upstream stopped taking the request (a write failed): its answer, if it sent one before
+/// closing, is relayed; otherwise the attempt was reset.
+async fn early_answer(
+    w: &Rc<Worker>,
+    c: &mut Downstream,
+    req: &Request,
+    conn: &mut UpstreamConn,
+    deadline: Option<Instant>,
+    before_body: bool,
+) -> Result<Answer, AttemptError> {
+    let reset = AttemptError::Reset {
+        before_response: true,
+    };
+    match read_response_head(w, c, req, conn, deadline, false).await {
+        Ok(head) => {
+            if let Some(cs) = w.stats().clusters.get(conn.cluster) {
+                cs.inc(w.index, ClusterStat::UpstreamRqTxReset);
+            }
+            // A head-only request that failed to write had nothing more to send: not early.
+            let early = !before_body || !matches!(req.head.framing, BodyFraming::None);
+            Ok(Answer { head, early })
+        }
+        Err(AttemptError::Timeout) => Err(AttemptError::Timeout),
+        Err(AttemptError::Protocol) => Err(AttemptError::Protocol),
+        Err(_) => Err(reset),
+    }
 }
 
 async fn stream_length_body(
@@ -920,8 +565,9 @@ async fn stream_length_body(
         if take > 0 {
             *sent = true;
             let buf = std::mem::take(&mut c.rbuf);
-            let (res, mut buf) = write_all(&mut conn.stream, buf, take).await;
-            buf.drain(..take);
+            let until = body_deadline(c);
+            let (res, mut buf) = write_prefix_until(&mut conn.stream, buf, take, until).await;
+            buf.drain(..take.min(buf.len()));
             c.rbuf = buf;
             res.map_err(|_| AttemptError::Reset {
                 before_response: false,
@@ -968,8 +614,8 @@ async fn stream_chunked_body(
         c.rbuf.drain(..consumed);
         if !out.is_empty() {
             *sent = true;
-            let len = out.len();
-            let (res, o) = write_all(&mut conn.stream, out, len).await;
+            let until = body_deadline(c);
+            let (res, o) = write_all_until(&mut conn.stream, out, until).await;
             out = o;
             if res.is_err() {
                 break Err(AttemptError::Reset {
@@ -1048,11 +694,12 @@ async fn relay_response(
     hcm: &HttpConnectionManager,
     req: &Request,
     mut conn: UpstreamConn,
-    head: ResponseHead,
+    answer: Answer,
     deadline: Option<Instant>,
     mutations: &Mutations<'_>,
     log: &mut RequestLog<'_>,
 ) {
+    let Answer { head, early } = answer;
     let client_10 = req.head.version == Version::Http10;
     let is_head = req.head.method == Method::Head;
     let body_framing = if is_head || matches!(head.status, 204 | 304) || head.status < 200 {
@@ -1106,23 +753,20 @@ async fn relay_response(
     c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
 
     let end = relay_body(w, c, &mut conn, body_framing, downstream, out, deadline).await;
-    conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
+    conn.finish_request();
     log.bytes_sent = end.sent;
     if !end.client_ok {
         c.close = true;
-    }
-    if !end.upstream_clean {
-        if end.client_ok {
-            // Close-delimited response: complete, but the connection is spent.
-            w.pool
-                .borrow_mut()
-                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
-        } else {
+        if !end.upstream_clean {
             log.flags.insert(ResponseFlags::UPSTREAM_REMOTE_RESET);
-            w.pool
-                .borrow_mut()
-                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
         }
+    }
+    if !end.upstream_clean || early {
+        // A close-delimited response (complete, but the connection is spent), a broken one, or
+        // an early answer to a request whose body was never all sent.
+        w.pool
+            .borrow_mut()
+            .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
         return;
     }
     release_upstream(w, conn, &head, c.ubuf.is_empty());
@@ -1201,13 +845,12 @@ async fn switch_protocols(
     c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
     // After the 101 the client connection belongs to the tunnel; it never carries HTTP again.
     c.close = true;
-    let len = out.len();
-    let (res, out) = write_all(&mut c.stream, out, len).await;
+    let until = body_deadline(c);
+    let (res, out) = write_all_until(&mut c.stream, out, until).await;
     c.out = out;
     if res.is_err() {
         log.flags
             .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-        conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
         w.pool
             .borrow_mut()
             .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
@@ -1341,9 +984,11 @@ async fn relay_body(
     }
 }
 
+/// Writes `out` to the client within `stream_idle_timeout` (a client that stops reading does not
+/// hold its request and upstream connection past it).
 async fn flush_keep(c: &mut Downstream, out: Vec<u8>) -> (bool, Vec<u8>) {
-    let len = out.len();
-    let (res, mut out) = write_all(&mut c.stream, out, len).await;
+    let until = body_deadline(c);
+    let (res, mut out) = write_all_until(&mut c.stream, out, until).await;
     out.clear();
     if res.is_err() {
         c.close = true;

@@ -18,12 +18,16 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response};
 
 use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
+use crate::exchange::admission::ClusterRequest;
+use crate::exchange::outcome::failure_reply;
+use crate::exchange::retry::AttemptError;
+use crate::exchange::watchdog::Activity;
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{write_chunk, write_header, write_last_chunk, write_status_line};
 use crate::http1::parse::{Method, Version};
 use crate::http2::server::{is_grpc, ConnCtx, StreamHead};
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::forward::{body_deadline, failure_reply, AttemptError, BodyPlan, RetryBudget};
+use crate::proxy::forward::{body_deadline, BodyPlan};
 use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
 use crate::proxy::http1_conn::{local_reply, Downstream, Request, RequestLog};
 use crate::proxy::io::{read_append_until, write_all};
@@ -51,6 +55,7 @@ impl H1BodyRest<'_> {
         &mut self,
         up: &mut SendStream<Bytes>,
         chunk: usize,
+        activity: &Activity,
     ) -> Result<(), AttemptError> {
         let reset = |_| AttemptError::Reset {
             before_response: false,
@@ -66,7 +71,9 @@ impl H1BodyRest<'_> {
                         let data = Bytes::copy_from_slice(&self.c.rbuf[..take]);
                         self.c.rbuf.drain(..take);
                         *remaining -= take as u64;
-                        send_all(up, data, *remaining == 0).await.map_err(reset)?;
+                        send_all(up, data, *remaining == 0, activity)
+                            .await
+                            .map_err(reset)?;
                         if *remaining == 0 {
                             return Ok(());
                         }
@@ -82,7 +89,7 @@ impl H1BodyRest<'_> {
                     self.c.rbuf.drain(..consumed);
                     let done = dec.is_done();
                     if !decoded.is_empty() || done {
-                        send_all(up, Bytes::copy_from_slice(&decoded), done)
+                        send_all(up, Bytes::copy_from_slice(&decoded), done, activity)
                             .await
                             .map_err(reset)?;
                     }
@@ -134,8 +141,8 @@ fn request_parts(c: &Downstream, req: &Request) -> Option<http::request::Parts> 
 /// Serves an HTTP/1.1 request from an HTTP/2 cluster. Admission is done and the body planned
 /// by the caller (`forward.rs`).
 #[allow(clippy::too_many_arguments)]
-pub(crate) async fn forward(
-    w: &Rc<Worker>,
+pub(crate) async fn forward<'w>(
+    w: &'w Rc<Worker>,
     listener: usize,
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
@@ -146,7 +153,7 @@ pub(crate) async fn forward(
     mutations: &Mutations<'_>,
     log: &mut RequestLog<'_>,
     plan: BodyPlan,
-    budget: &mut RetryBudget,
+    creq: &mut ClusterRequest<'w>,
 ) {
     let Some(parts) = request_parts(c, req) else {
         c.close = true;
@@ -227,7 +234,9 @@ pub(crate) async fn forward(
             trailers: None,
         };
         let streamed = body.rest.is_some();
-        let outcome = attempts(w, &sreq, &mut body, budget, log).await;
+        // HTTP/1.1 clients are bounded by per-read deadlines on their connection instead.
+        let activity = Rc::new(Activity::default());
+        let outcome = attempts(w, &sreq, &mut body, creq, log, &activity).await;
         (outcome, streamed && body.rest.is_some())
     };
     let (outcome, body_unread) = outcome;

@@ -7,8 +7,13 @@
 //! sent while the request body is still unread closes the connection, so an unread body can
 //! never be parsed as the next request (the `Expect: 100-continue` and early-error cases).
 //!
-//! Buffers (`rbuf`, `head`, `out`, header spans) belong to the connection and are reused for
-//! every request on it: no per-request allocation once they have grown to the traffic's size.
+//! Buffers belong to the work, not the connection: an idle keep-alive connection holds a small
+//! read buffer ([`IDLE_READ_BYTES`]), its last request head and its header spans. The large
+//! buffers (outgoing bytes, the upstream's response, a read buffer grown for a body) are lent by
+//! the worker's [`BufPool`] when a request arrives and given back when the connection goes
+//! idle, so memory follows requests in flight rather than connections open.
+//!
+//! [`BufPool`]: crate::proxy::worker::BufPool
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -24,11 +29,15 @@ use crate::http1::{HeadView, HeaderLookup, HeaderSpan, Span};
 use crate::proxy::flags::ResponseFlags;
 use crate::proxy::grpc;
 use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
-use crate::proxy::io::{read_append_until, write_all, IoFail};
+use crate::proxy::io::{read_append_until, write_all_until, IoFail};
 use crate::proxy::tunnel::Upgraded;
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::HttpStat;
+
+/// The read buffer an idle connection keeps: enough for a typical request head, small enough
+/// that ten thousand idle connections cost little.
+pub const IDLE_READ_BYTES: usize = 2048;
 
 /// The downstream connection and its reusable buffers.
 pub struct Downstream {
@@ -46,6 +55,9 @@ pub struct Downstream {
     pub peer_ip: Vec<u8>,
     /// Set when the connection must close after the current response.
     pub close: bool,
+    /// The client may still be sending (a body we did not read, a request we refused): close
+    /// with a lingering read so it receives our answer instead of a reset.
+    pub linger: bool,
     /// Bytes read from the upstream for the current exchange.
     pub ubuf: Vec<u8>,
     pub uheaders: Vec<HeaderSpan>,
@@ -122,21 +134,21 @@ pub async fn serve(
     local: SocketAddr,
     initial: Vec<u8>,
 ) {
-    let tuning = w.shared.tuning;
     let mut c = Downstream {
         stream,
         peer,
         local,
         rbuf: initial,
-        head: Vec::with_capacity(1024),
-        headers: Vec::with_capacity(32),
-        out: Vec::with_capacity(4096),
+        head: Vec::new(),
+        headers: Vec::with_capacity(16),
+        out: Vec::new(),
         peer_ip: peer.ip().to_string().into_bytes(),
         close: false,
-        ubuf: Vec::with_capacity(tuning.read_buffer_bytes),
-        uheaders: Vec::with_capacity(32),
+        linger: false,
+        ubuf: Vec::new(),
+        uheaders: Vec::new(),
         body: Vec::new(),
-        scratch: Vec::with_capacity(256),
+        scratch: Vec::new(),
         stream_idle_timeout: Duration::ZERO,
     };
     let cfg = &w.shared.config;
@@ -150,15 +162,20 @@ pub async fn serve(
         max_headers: hcm.max_headers_count as usize,
         max_request_line: 8 * 1024,
     };
+    let mut first = true;
     while !c.close {
         if w.draining() && c.rbuf.is_empty() {
             break;
         }
-        let req = match read_request(w, listener, &mut c, hcm, &limits).await {
+        let req = match read_request(w, listener, &mut c, hcm, &limits, first).await {
             Some(r) => r,
             None => break,
         };
-        if let Some((up, mut log)) = handle_request(w, listener, &mut c, hcm, &req).await {
+        first = false;
+        c.lend_buffers(w);
+        let upgraded = handle_request(w, listener, &mut c, hcm, &req).await;
+        c.return_buffers(w);
+        if let Some((up, mut log)) = upgraded {
             // The upstream switched protocols: this connection is a tunnel from now on and
             // ends with it, so the stream is moved out of `c` for good.
             let Downstream {
@@ -192,6 +209,36 @@ pub async fn serve(
             return;
         }
     }
+    if c.linger {
+        linger_close(&mut c).await;
+    }
+}
+
+/// nginx's `lingering_timeout` and `lingering_time`: how long a closing connection keeps
+/// reading (and discarding) what the client still sends, per silence and in all.
+const LINGER_QUIET: Duration = Duration::from_secs(5);
+const LINGER_TOTAL: Duration = Duration::from_secs(30);
+
+/// Closes after an answer the client may not have finished sending for (an error reply to an
+/// oversized or malformed request, an upstream's early answer): our side stops sending, and
+/// what the client still sends is read and discarded until it stops, so the close is not a
+/// reset that would destroy the answer in the client's receive buffer.
+async fn linger_close(c: &mut Downstream) {
+    use monoio::io::AsyncWriteRent;
+    if c.stream.shutdown().await.is_err() {
+        return;
+    }
+    let end = Instant::now() + LINGER_TOTAL;
+    let mut buf = std::mem::take(&mut c.rbuf);
+    loop {
+        buf.clear();
+        let until = (Instant::now() + LINGER_QUIET).min(end);
+        let (res, b) = read_append_until(&mut c.stream, buf, 16 * 1024, Some(until)).await;
+        buf = b;
+        if res.is_err() {
+            return;
+        }
+    }
 }
 
 /// What the access log needs of the connection (borrowed apart from `Downstream` so a tunnel
@@ -211,8 +258,18 @@ async fn read_request(
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
     limits: &Limits,
+    first: bool,
 ) -> Option<Request> {
-    let mut deadline: Option<Instant> = None;
+    // The first request's head is due request_headers_timeout after the connection began, so a
+    // connection that never sends a byte is closed then; later ones are timed from their first
+    // byte, the keep-alive wait before it being idle_timeout's.
+    let headers_timeout =
+        (!hcm.request_headers_timeout.is_zero()).then_some(hcm.request_headers_timeout);
+    let mut deadline: Option<Instant> = if first {
+        headers_timeout.map(|t| Instant::now() + t)
+    } else {
+        None
+    };
     loop {
         let mut headers = std::mem::take(&mut c.headers);
         let parsed = parse_request(&c.rbuf, &mut headers, limits);
@@ -250,16 +307,21 @@ async fn read_request(
         let wait_until = if c.rbuf.is_empty() && deadline.is_none() {
             (!hcm.idle_timeout.is_zero()).then(|| now + hcm.idle_timeout)
         } else {
-            Some(*deadline.get_or_insert(now + hcm.request_headers_timeout))
+            if deadline.is_none() {
+                deadline = headers_timeout.map(|t| now + t);
+            }
+            deadline
         };
         let buf = std::mem::take(&mut c.rbuf);
-        let room = w.shared.tuning.read_buffer_bytes;
+        // Read into the space there is (an idle connection's small buffer); grow only when a
+        // head does not fit.
+        let room = (buf.capacity() - buf.len()).max(IDLE_READ_BYTES / 2);
         let (res, buf) = read_append_until(&mut c.stream, buf, room, wait_until).await;
         c.rbuf = buf;
         match res {
             Ok(n) => {
                 if deadline.is_none() {
-                    deadline = Some(Instant::now() + hcm.request_headers_timeout);
+                    deadline = headers_timeout.map(|t| Instant::now() + t);
                 }
                 if let Some(hs) = w.stats().http.get(listener) {
                     hs.add(w.index, HttpStat::DownstreamCxRxBytesTotal, n as u64);
@@ -327,6 +389,7 @@ async fn send_error_and_close(
     hcm: &HttpConnectionManager,
 ) {
     c.close = true;
+    c.linger = true;
     let mut out = std::mem::take(&mut c.out);
     out.clear();
     write_local_reply(
@@ -339,8 +402,8 @@ async fn send_error_and_close(
         false,
         &[],
     );
-    let len = out.len();
-    let (_, out) = write_all(&mut c.stream, out, len).await;
+    let until = crate::proxy::forward::body_deadline(c);
+    let (_, out) = write_all_until(&mut c.stream, out, until).await;
     c.out = out;
 }
 
@@ -382,7 +445,7 @@ async fn handle_request<'w>(
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
     req: &Request,
-) -> Option<(Upgraded, RequestLog<'w>)> {
+) -> Option<(Upgraded<'w>, RequestLog<'w>)> {
     let stats = &w.shared.stats;
     let hs = stats.http.get(listener);
     if let Some(hs) = hs {
@@ -524,6 +587,34 @@ fn upgrade_decision(
 }
 
 impl Downstream {
+    /// Takes the large buffers a request needs from the worker's pool.
+    fn lend_buffers(&mut self, w: &Worker) {
+        let mut bufs = w.bufs.borrow_mut();
+        if self.out.capacity() == 0 {
+            self.out = bufs.take();
+        }
+        if self.ubuf.capacity() == 0 {
+            self.ubuf = bufs.take();
+        }
+    }
+
+    /// Gives the large buffers back once the request is done. The read buffer keeps any
+    /// pipelined bytes; an empty one that grew (for a body) is swapped for a small one.
+    fn return_buffers(&mut self, w: &Worker) {
+        let mut bufs = w.bufs.borrow_mut();
+        bufs.give(std::mem::take(&mut self.out));
+        bufs.give(std::mem::take(&mut self.ubuf));
+        if self.body.capacity() > 0 {
+            bufs.give(std::mem::take(&mut self.body));
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > IDLE_READ_BYTES {
+            bufs.give(std::mem::replace(
+                &mut self.rbuf,
+                Vec::with_capacity(IDLE_READ_BYTES),
+            ));
+        }
+    }
+
     fn parts(&self) -> ConnParts<'_> {
         ConnParts {
             head: &self.head,
@@ -661,6 +752,7 @@ pub async fn local_reply(
 ) {
     if body_unread {
         c.close = true;
+        c.linger = true;
     }
     let is_head = req.head.method == Method::Head;
     let keep_alive_10 = req.head.version == Version::Http10 && !c.close;
@@ -709,8 +801,8 @@ pub async fn local_reply(
     if is_head {
         out.truncate(out.len() - body.len());
     }
-    let len = out.len();
-    let (res, out) = write_all(&mut c.stream, out, len).await;
+    let until = crate::proxy::forward::body_deadline(c);
+    let (res, out) = write_all_until(&mut c.stream, out, until).await;
     c.out = out;
     if res.is_err() {
         c.close = true;

@@ -87,6 +87,17 @@ pub async fn write_all_until(
     deadline: Option<Instant>,
 ) -> (Result<(), IoFail>, Vec<u8>) {
     let len = buf.len();
+    write_prefix_until(stream, buf, len, deadline).await
+}
+
+/// Writes `buf[..len]` with an optional deadline. A write cut off by the deadline was
+/// cancelled with its buffer: the caller gets an empty one back and must close the stream.
+pub async fn write_prefix_until(
+    stream: &mut Transport,
+    buf: Vec<u8>,
+    len: usize,
+    deadline: Option<Instant>,
+) -> (Result<(), IoFail>, Vec<u8>) {
     match deadline {
         None => {
             let (r, b) = write_all(stream, buf, len).await;

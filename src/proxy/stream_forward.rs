@@ -13,6 +13,7 @@
 //! is released only after the bytes were handed on, so a slow reader slows the writer instead of
 //! growing a buffer.
 
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -25,26 +26,30 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, StatusCode, Uri};
 
 use crate::config::{
-    AppendAction, ClusterId, ForwardAction, HttpConnectionManager, RetryOn, RetryPolicy, Route,
+    AppendAction, ClusterId, ForwardAction, HttpConnectionManager, RetryPolicy, Route,
     UpstreamProtocol,
 };
+use crate::exchange::admission::{admit, ClusterRequest};
+use crate::exchange::endpoint::{
+    obtain_connection, obtain_stream_slot, pick_endpoint, report_outcome,
+};
+use crate::exchange::outcome::failure_reply;
+use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
+use crate::exchange::watchdog::{idle_watchdog, Activity};
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{is_hop_by_hop, write_chunk_size, write_header};
 use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead};
 use crate::http1::HeaderSpan;
-use crate::http2::client::{H2ConnectError, H2Pool, StreamSlot};
+use crate::http2::client::StreamSlot;
 use crate::http2::server::{local_reply, ConnCtx, StreamHead};
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::forward::{
-    admit, can_retry, failure_reply, finish_cluster_request, obtain_connection, pick_endpoint,
-    release_upstream, report_outcome, AttemptError, RetryBudget,
-};
+use crate::proxy::forward::release_upstream;
 use crate::proxy::headers::Mutations;
 use crate::proxy::http1_conn::RequestLog;
 use crate::proxy::io::{read_append_until, write_all_until, IoFail};
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
-use crate::stats::{ClusterStat, EndpointStat};
+use crate::stats::{ClusterStat, EndpointStat, HttpStat};
 use crate::upstream::membership::Endpoint;
 use crate::upstream::pool::UpstreamConn;
 
@@ -112,7 +117,10 @@ pub(crate) enum SendFail {
     Reset,
 }
 
-/// Serves `req` from its cluster and answers on `respond`.
+/// Serves `req` from its cluster and answers on `respond`, under the connection manager's
+/// `stream_idle_timeout`: a stream on which nothing moves for that long (a body that stalls,
+/// a client that grants no window, an upstream that goes quiet) gets Envoy's 408 when no
+/// response has started, or a reset, and gives back everything it held.
 pub async fn forward(
     w: &Rc<Worker>,
     req: &StreamRequest<'_>,
@@ -120,22 +128,76 @@ pub async fn forward(
     respond: &mut SendResponse<Bytes>,
     log: &mut RequestLog<'_>,
 ) {
-    let cluster_id = req.action.cluster;
-    log.cluster = Some(cluster_id);
-    if let Err((status, flag, text)) = admit(w, cluster_id) {
-        log.flags.insert(flag);
-        local_reply(respond, req.hcm, req.grpc, status, text, &[], log);
+    let activity = Rc::new(Activity::default());
+    let started = Cell::new(false);
+    let timed_out = {
+        let work = serve(w, req, body, respond, log, &activity, &started);
+        let watchdog = idle_watchdog(&activity, req.hcm.stream_idle_timeout);
+        monoio::select! {
+            _ = work => false,
+            _ = watchdog => true,
+        }
+    };
+    if !timed_out {
         return;
     }
-    let mut budget = RetryBudget::new(req.retry);
+    if let Some(hs) = w.stats().http.get(req.ctx.listener) {
+        hs.inc(w.index, HttpStat::DownstreamRqIdleTimeout);
+    }
+    log.flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
+    if started.get() {
+        respond.send_reset(Reason::CANCEL);
+    } else {
+        local_reply(respond, req.hcm, req.grpc, 408, b"stream timeout", &[], log);
+    }
+}
 
-    // 2-4. body plan and attempts, abandoned as soon as the client resets the stream.
+async fn serve(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    body: RecvStream,
+    respond: &mut SendResponse<Bytes>,
+    log: &mut RequestLog<'_>,
+    activity: &Rc<Activity>,
+    started: &Cell<bool>,
+) {
+    let cluster_id = req.action.cluster;
+    log.cluster = Some(cluster_id);
+
+    // 1. body plan, abandoned as soon as the client resets the stream. Admission comes after,
+    // so a client trickling a small body holds no upstream slot while it trickles.
+    let planned = {
+        let plan = plan_body(body, w.shared.tuning.retry_buffer_bytes, activity);
+        let reset = poll_fn(|cx| respond.poll_reset(cx));
+        monoio::select! {
+            planned = plan => Some(planned),
+            _ = reset => None,
+        }
+    };
+    let mut body = match planned {
+        Some(Ok(body)) => body,
+        Some(Err(_)) | None => {
+            log.flags
+                .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
+            respond.send_reset(Reason::CANCEL);
+            return;
+        }
+    };
+    log.bytes_received = body.len;
+
+    // 2. admission
+    let mut creq = match admit(w, cluster_id, req.retry) {
+        Ok(r) => r,
+        Err((status, flag, text)) => {
+            log.flags.insert(flag);
+            local_reply(respond, req.hcm, req.grpc, status, text, &[], log);
+            return;
+        }
+    };
+
+    // 3-4. attempts, abandoned (and everything they hold released) if the client resets.
     let outcome = {
-        let attempts = async {
-            let mut body = plan_body(body, w.shared.tuning.retry_buffer_bytes).await?;
-            log.bytes_received = body.len;
-            attempts(w, req, &mut body, &mut budget, log).await
-        };
+        let attempts = attempts(w, req, &mut body, &mut creq, log, activity);
         let reset = poll_fn(|cx| respond.poll_reset(cx));
         monoio::select! {
             outcome = attempts => Some(outcome),
@@ -145,7 +207,6 @@ pub async fn forward(
     let Some(outcome) = outcome else {
         log.flags
             .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-        finish_cluster_request(w, cluster_id, budget.held);
         return;
     };
     match outcome {
@@ -158,7 +219,12 @@ pub async fn forward(
             );
             match upstream {
                 Upstream::H2 { response, _slot } => {
-                    relay_h2(w, req, response, respond, deadline, log).await;
+                    let relay = Relay {
+                        deadline,
+                        activity,
+                        started,
+                    };
+                    relay_h2(w, req, response, respond, relay, log).await;
                 }
                 Upstream::H1 {
                     conn,
@@ -166,7 +232,12 @@ pub async fn forward(
                     buf,
                     headers,
                 } => {
-                    relay_h1(w, req, conn, head, buf, headers, respond, deadline, log).await;
+                    let relay = Relay {
+                        deadline,
+                        activity,
+                        started,
+                    };
+                    relay_h1(w, req, conn, head, buf, headers, respond, relay, log).await;
                 }
             }
         }
@@ -175,30 +246,28 @@ pub async fn forward(
                 log.flags
                     .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                 respond.send_reset(Reason::CANCEL);
-                finish_cluster_request(w, cluster_id, budget.held);
                 return;
             };
             log.flags.insert(flag);
-            if req.retry.is_some_and(|p| p.num_retries > 0) && budget.left == 0 {
+            if req.retry.is_some_and(|p| p.num_retries > 0) && creq.retries.left == 0 {
                 log.flags
                     .insert(ResponseFlags::UPSTREAM_RETRY_LIMIT_EXCEEDED);
             }
             local_reply(respond, req.hcm, req.grpc, status, text, &[], log);
         }
     }
-    finish_cluster_request(w, cluster_id, budget.held);
 }
 
 pub(crate) type Outcome = Result<(Upstream, Instant, Option<Instant>), AttemptError>;
 
-/// Reads the replayable part of the body, then tries endpoints until one answers in a way the
-/// retry policy accepts.
-pub(crate) async fn attempts(
-    w: &Rc<Worker>,
+/// Tries endpoints until one answers in a way the retry policy accepts.
+pub(crate) async fn attempts<'w>(
+    w: &'w Rc<Worker>,
     req: &StreamRequest<'_>,
     body: &mut RequestBody<'_>,
-    budget: &mut RetryBudget,
+    creq: &mut ClusterRequest<'w>,
     log: &mut RequestLog<'_>,
+    activity: &Rc<Activity>,
 ) -> Outcome {
     let cluster_id = req.action.cluster;
     let Some(cluster) = w.shared.config.clusters.get(cluster_id) else {
@@ -228,7 +297,7 @@ pub(crate) async fn attempts(
     let mut fresh_to: Option<Arc<Endpoint>> = None;
     let mut last_host: Option<std::net::SocketAddr> = None;
     loop {
-        budget.back_off(w, cluster_id).await;
+        creq.retries.back_off(w).await;
         let attempt_start = Instant::now();
         let per_try = policy
             .and_then(|p| p.per_try_timeout)
@@ -237,7 +306,7 @@ pub(crate) async fn attempts(
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        let replayable_before = body.rest.is_none();
+        let replayable = body.rest.is_none();
         let result = match cluster.protocol {
             UpstreamProtocol::Http2(opts) => {
                 let Some(endpoint) = pick_endpoint(w, cluster_id, fresh_to.take(), &mut last_host)
@@ -258,6 +327,7 @@ pub(crate) async fn attempts(
                     &headers,
                     body,
                     try_deadline,
+                    activity,
                 )
                 .await
                 .map(|u| (u, endpoint))
@@ -267,6 +337,7 @@ pub(crate) async fn attempts(
                     w,
                     cluster_id,
                     cluster.connect_timeout,
+                    try_deadline,
                     fresh_to.take(),
                     &mut last_host,
                 )
@@ -281,24 +352,37 @@ pub(crate) async fn attempts(
                 }
             }
         };
-        let replayable = replayable_before;
+        let attempted = match &result {
+            Ok((upstream, _)) => Attempted::Response(upstream.status()),
+            Err((error, failed)) => Attempted::Failed {
+                error: *error,
+                reused: failed.as_ref().is_some_and(|(_, reused)| *reused),
+            },
+        };
+        let decision = decide(
+            policy,
+            attempted,
+            RetryState {
+                retries_left: creq.retries.left,
+                reuse_retry_used,
+                replayable,
+            },
+            Clock {
+                now: Instant::now(),
+                route_deadline: deadline,
+                per_try_deadline: per_try,
+            },
+        );
+        let cs = w.stats().clusters.get(cluster_id);
         match result {
             Ok((upstream, endpoint)) => {
                 let status = upstream.status();
-                let is_5xx = status >= 500;
-                let gateway = matches!(status, 502..=504);
-                let retry_status = (is_5xx && can_retry(policy, RetryOn::FIVE_XX))
-                    || (gateway && can_retry(policy, RetryOn::GATEWAY_ERROR));
-                if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                if let Some(cs) = cs {
                     cs.codes.inc(w.index, status);
                 }
-                report_outcome(w, cluster_id, &endpoint, !is_5xx);
-                if retry_status
-                    && replayable
-                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
-                {
+                report_outcome(w, cluster_id, &endpoint, status < 500);
+                if matches!(decision, Decision::Retry { .. }) && creq.retries.take(w, cluster_id) {
                     endpoint.stats.inc(w.index, EndpointStat::RqError);
-                    endpoint.stats.dec(w.index, EndpointStat::RqActive);
                     if let Upstream::H1 { conn, .. } = upstream {
                         w.pool
                             .borrow_mut()
@@ -306,32 +390,23 @@ pub(crate) async fn attempts(
                     }
                     continue;
                 }
-                let stat = if is_5xx {
+                let stat = if status >= 500 {
                     EndpointStat::RqError
                 } else {
                     EndpointStat::RqSuccess
                 };
                 endpoint.stats.inc(w.index, stat);
-                if budget.taken > 0 {
-                    if let Some(cs) = w.stats().clusters.get(cluster_id) {
+                if creq.retries.taken > 0 {
+                    if let Some(cs) = cs {
                         cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
                     }
                 }
                 return Ok((upstream, attempt_start, deadline));
             }
             Err((e, failed)) => {
-                let mut stale = false;
-                if let Some((endpoint, reused)) = &failed {
+                if let Some((endpoint, _)) = &failed {
                     endpoint.stats.inc(w.index, EndpointStat::RqError);
-                    endpoint.stats.dec(w.index, EndpointStat::RqActive);
-                    stale = *reused
-                        && matches!(
-                            e,
-                            AttemptError::Reset {
-                                before_response: true
-                            }
-                        );
-                    let endpoint_failed = !stale
+                    let endpoint_failed = decision != Decision::RetryFresh
                         && matches!(
                             e,
                             AttemptError::Reset { .. }
@@ -342,48 +417,33 @@ pub(crate) async fn attempts(
                         report_outcome(w, cluster_id, endpoint, false);
                     }
                 }
-                if matches!(e, AttemptError::Downstream | AttemptError::BadBody) {
-                    return Err(e);
-                }
-                if stale && !reuse_retry_used && replayable {
-                    reuse_retry_used = true;
-                    fresh_to = failed.map(|(e, _)| e);
-                    if let Some(cs) = w.stats().clusters.get(cluster_id) {
-                        cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
+                match decision {
+                    Decision::RetryFresh => {
+                        reuse_retry_used = true;
+                        fresh_to = failed.map(|(e, _)| e);
+                        if let Some(cs) = cs {
+                            cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
+                        }
+                        continue;
                     }
-                    continue;
-                }
-                let now = Instant::now();
-                let global_expired = deadline.is_some_and(|d| d <= now);
-                let per_try_fired = !global_expired && per_try.is_some_and(|p| p <= now);
-                let retry_on = match e {
-                    AttemptError::Connect => can_retry(policy, RetryOn::CONNECT_FAILURE),
-                    AttemptError::Reset { .. } => {
-                        can_retry(policy, RetryOn::RESET)
-                            || can_retry(policy, RetryOn::FIVE_XX)
-                            || can_retry(policy, RetryOn::REFUSED_STREAM)
+                    Decision::Retry { per_try_timeout }
+                    | Decision::Fail {
+                        per_try_timeout, ..
+                    } => {
+                        if per_try_timeout {
+                            if let Some(cs) = cs {
+                                cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
+                            }
+                        }
+                        if matches!(decision, Decision::Retry { .. })
+                            && creq.retries.take(w, cluster_id)
+                        {
+                            continue;
+                        }
+                        return Err(e);
                     }
-                    AttemptError::Timeout if per_try_fired => {
-                        can_retry(policy, RetryOn::FIVE_XX)
-                            || can_retry(policy, RetryOn::GATEWAY_ERROR)
-                            || can_retry(policy, RetryOn::RESET)
-                    }
-                    AttemptError::Protocol => can_retry(policy, RetryOn::FIVE_XX),
-                    _ => false,
-                };
-                if matches!(e, AttemptError::Timeout) && per_try_fired {
-                    if let Some(cs) = w.stats().clusters.get(cluster_id) {
-                        cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
-                    }
+                    Decision::Accept => return Err(e),
                 }
-                if retry_on
-                    && !global_expired
-                    && body.rest.is_none()
-                    && budget.take(w, cluster_id, cluster.circuit_breakers.max_retries)
-                {
-                    continue;
-                }
-                return Err(e);
             }
         }
     }
@@ -398,6 +458,7 @@ type AttemptFail = (AttemptError, Option<(Arc<Endpoint>, bool)>);
 async fn plan_body(
     mut body: RecvStream,
     limit: usize,
+    activity: &Activity,
 ) -> Result<RequestBody<'static>, AttemptError> {
     let mut planned = RequestBody {
         chunks: Vec::new(),
@@ -411,6 +472,7 @@ async fn plan_body(
     loop {
         match body.data().await {
             Some(Ok(data)) => {
+                activity.stamp();
                 let n = data.len();
                 let _ = body.flow_control().release_capacity(n);
                 planned.len += n as u64;
@@ -534,6 +596,7 @@ async fn attempt_h2(
     headers: &HeaderMap,
     body: &mut RequestBody<'_>,
     deadline: Option<Instant>,
+    activity: &Rc<Activity>,
 ) -> Result<Upstream, AttemptFail> {
     let fail = |e: AttemptError| (e, Some((endpoint.clone(), false)));
     // A stream the upstream never processed (GOAWAY, REFUSED_STREAM, a connection that died
@@ -542,77 +605,16 @@ async fn attempt_h2(
         if e.is_go_away() || e.is_io() || e.reason() != Some(Reason::REFUSED_STREAM) {
             slot.mark_closed();
         }
-        (
-            AttemptError::Reset {
-                before_response: true,
-            },
-            Some((endpoint.clone(), true)),
-        )
+        (AttemptError::Refused, Some((endpoint.clone(), true)))
     };
-    let mut slot = w.h2pool.borrow_mut().take_slot(cluster_id, &endpoint.addr);
-    if slot.is_none() {
-        let pending = w
-            .h2pool
-            .borrow_mut()
-            .join_connecting(cluster_id, &endpoint.addr);
-        if let Some(pending) = pending {
-            pending.wait().await;
-            slot = w.h2pool.borrow_mut().take_slot(cluster_id, &endpoint.addr);
-        }
-    }
-    let slot = match slot {
-        Some(slot) => {
-            if let Some(cs) = w.stats().clusters.get(cluster_id) {
-                cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
-            }
-            Some(slot)
-        }
-        None => None,
-    };
-    let slot = match slot {
-        Some(s) => s,
-        None => {
-            let max_cx = w
-                .shared
-                .config
-                .clusters
-                .get(cluster_id)
-                .map_or(u32::MAX, |c| w.share(c.circuit_breakers.max_connections));
-            if w.h2pool.borrow().open_connections(cluster_id) >= max_cx {
-                return Err((AttemptError::Overflow, None));
-            }
-            let opened = H2Pool::open(
-                &w.h2pool,
-                w.index,
-                &w.shared.stats,
-                cluster_id,
-                endpoint,
-                connect_timeout,
-                opts,
-                w.shared
-                    .upstream_tls
-                    .get(cluster_id)
-                    .and_then(Option::as_deref),
-            )
-            .await;
-            match opened {
-                Ok(slot) => slot,
-                Err(H2ConnectError::Connect(_)) => {
-                    report_outcome(w, cluster_id, endpoint, false);
-                    return Err((AttemptError::Connect, None));
-                }
-                Err(H2ConnectError::Handshake) => {
-                    report_outcome(w, cluster_id, endpoint, false);
-                    return Err((AttemptError::Protocol, None));
-                }
-            }
-        }
-    };
+    let mut slot = obtain_stream_slot(w, cluster_id, endpoint, opts, connect_timeout, deadline)
+        .await
+        .map_err(|e| (e, None))?;
     if let Some(cs) = w.stats().clusters.get(cluster_id) {
         cs.inc(w.index, ClusterStat::UpstreamRqTotal);
     }
     endpoint.stats.inc(w.index, EndpointStat::RqTotal);
-    endpoint.stats.inc(w.index, EndpointStat::RqActive);
+    slot.start_request(endpoint);
 
     let uri = Uri::builder()
         .scheme(if tls { "https" } else { "http" })
@@ -644,22 +646,34 @@ async fn attempt_h2(
             // An HTTP/1.1 client sends its whole body before it reads: pump it here.
             Some(BodyRest::H1(mut rest)) => {
                 for chunk in chunks {
-                    if send_all(&mut stream, chunk, false).await.is_err() {
+                    if send_all(&mut stream, chunk, false, activity).await.is_err() {
                         return Err(fail(AttemptError::Reset {
                             before_response: false,
                         }));
                     }
                 }
-                rest.pump(&mut stream, w.shared.tuning.body_chunk_bytes)
+                rest.pump(&mut stream, w.shared.tuning.body_chunk_bytes, activity)
                     .await
                     .map_err(fail)?;
             }
             // An HTTP/2 client's body flows alongside the response (gRPC streams both ways).
             Some(BodyRest::H2(rest)) => {
-                monoio::spawn(pump_request_body(stream, chunks, Some(rest), trailers));
+                monoio::spawn(pump_request_body(
+                    stream,
+                    chunks,
+                    Some(rest),
+                    trailers,
+                    activity.clone(),
+                ));
             }
             None => {
-                monoio::spawn(pump_request_body(stream, chunks, None, trailers));
+                monoio::spawn(pump_request_body(
+                    stream,
+                    chunks,
+                    None,
+                    trailers,
+                    activity.clone(),
+                ));
             }
         }
     }
@@ -690,11 +704,12 @@ async fn pump_request_body(
     chunks: Vec<Bytes>,
     rest: Option<RecvStream>,
     trailers: Option<HeaderMap>,
+    activity: Rc<Activity>,
 ) {
     let last = chunks.len();
     let more = rest.is_some() || trailers.is_some();
     for (i, chunk) in chunks.into_iter().enumerate() {
-        if send_all(&mut up, chunk, i + 1 == last && !more)
+        if send_all(&mut up, chunk, i + 1 == last && !more, &activity)
             .await
             .is_err()
         {
@@ -707,7 +722,7 @@ async fn pump_request_body(
             match down.data().await {
                 Some(Ok(data)) => {
                     let n = data.len();
-                    if send_all(&mut up, data, false).await.is_err() {
+                    if send_all(&mut up, data, false, &activity).await.is_err() {
                         return;
                     }
                     let _ = down.flow_control().release_capacity(n);
@@ -738,11 +753,13 @@ async fn pump_request_body(
     }
 }
 
-/// Sends `data` as the peer's flow-control window allows.
+/// Sends `data` as the peer's flow-control window allows, stamping `activity` as window is
+/// granted (a peer that grants none leaves it unstamped for the idle watchdog).
 pub(crate) async fn send_all(
     s: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,
+    activity: &Activity,
 ) -> Result<(), SendFail> {
     if data.is_empty() {
         if end {
@@ -759,6 +776,7 @@ pub(crate) async fn send_all(
         if granted == 0 {
             continue;
         }
+        activity.stamp();
         let chunk = data.split_to(granted.min(data.len()));
         s.send_data(chunk, end && data.is_empty())
             .map_err(|_| SendFail::Reset)?;
@@ -785,8 +803,7 @@ async fn attempt_h1(
         cs.inc(w.index, ClusterStat::UpstreamRqTotal);
     }
     endpoint.stats.inc(w.index, EndpointStat::RqTotal);
-    endpoint.stats.inc(w.index, EndpointStat::RqActive);
-    conn.requests += 1;
+    conn.start_request();
 
     let method = req.head.parts.method.as_str().as_bytes();
     let mut out = Vec::with_capacity(512 + body.len as usize);
@@ -1007,15 +1024,28 @@ pub(crate) fn log_response_head(
     }
 }
 
+/// What bounds a response relay: the route's deadline, the stream's progress stamps, and
+/// whether the response head went out (set here, read by the idle watchdog's caller).
+struct Relay<'a> {
+    deadline: Option<Instant>,
+    activity: &'a Activity,
+    started: &'a Cell<bool>,
+}
+
 /// Relays an HTTP/2 upstream's response: head, data as the client's window allows, trailers.
 async fn relay_h2(
     w: &Rc<Worker>,
     req: &StreamRequest<'_>,
     response: Response<RecvStream>,
     respond: &mut SendResponse<Bytes>,
-    deadline: Option<Instant>,
+    relay: Relay<'_>,
     log: &mut RequestLog<'_>,
 ) {
+    let Relay {
+        deadline,
+        activity,
+        started,
+    } = relay;
     let (mut parts, mut up) = response.into_parts();
     finish_response_headers(req, &mut parts.headers, log.upstream_service_time);
     let status = parts.status.as_u16();
@@ -1027,6 +1057,7 @@ async fn relay_h2(
             .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
         return;
     };
+    started.set(true);
     if end {
         return;
     }
@@ -1034,8 +1065,9 @@ async fn relay_h2(
         loop {
             match up.data().await {
                 Some(Ok(data)) => {
+                    activity.stamp();
                     let n = data.len();
-                    if send_all(&mut down, data, false).await.is_err() {
+                    if send_all(&mut down, data, false, activity).await.is_err() {
                         log.flags
                             .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
                         return;
@@ -1087,9 +1119,14 @@ async fn relay_h1(
     mut buf: Vec<u8>,
     spans: Vec<HeaderSpan>,
     respond: &mut SendResponse<Bytes>,
-    deadline: Option<Instant>,
+    relay: Relay<'_>,
     log: &mut RequestLog<'_>,
 ) {
+    let Relay {
+        deadline,
+        activity,
+        started,
+    } = relay;
     let is_head = req.head.parts.method == http::Method::HEAD;
     let framing = if is_head || matches!(head.status, 204 | 304) {
         BodyFraming::None
@@ -1120,11 +1157,13 @@ async fn relay_h1(
     *response.headers_mut() = headers;
     let end = framing == BodyFraming::None || framing == BodyFraming::Length(0);
     let mut down = match respond.send_response(response, end) {
-        Ok(down) => down,
+        Ok(down) => {
+            started.set(true);
+            down
+        }
         Err(_) => {
             log.flags
                 .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-            conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
             w.pool
                 .borrow_mut()
                 .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
@@ -1176,7 +1215,7 @@ async fn relay_h1(
             };
             if !data.is_empty() || finished {
                 let n = data.len();
-                if send_all(&mut down, data.split().freeze(), finished)
+                if send_all(&mut down, data.split().freeze(), finished, activity)
                     .await
                     .is_err()
                 {
@@ -1194,6 +1233,7 @@ async fn relay_h1(
             buf = b;
             match res {
                 Ok(n) => {
+                    activity.stamp();
                     if let Some(cs) = w.stats().clusters.get(conn.cluster) {
                         cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, n as u64);
                     }
@@ -1210,7 +1250,7 @@ async fn relay_h1(
             }
         }
     }
-    conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
+    conn.finish_request();
     if clean {
         release_upstream(w, conn, &head, buf.is_empty());
     } else {

@@ -24,7 +24,7 @@ use std::cell::Cell;
 use std::io;
 use std::pin::pin;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::buf::IoBufMut;
 use monoio::io::{
@@ -32,21 +32,20 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 
-use crate::config::ClusterId;
+use crate::exchange::admission::ClusterRequest;
+use crate::exchange::watchdog::{idle_watchdog, Activity};
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::forward::finish_cluster_request;
 use crate::proxy::http1_conn::RequestLog;
 use crate::proxy::worker::Worker;
-use crate::stats::{ClusterStat, EndpointStat, HttpStat};
+use crate::stats::{ClusterStat, HttpStat};
 use crate::transport::{ClientTls, ServerTls, Transport};
 use crate::upstream::pool::UpstreamConn;
 
-/// An upgrade the upstream accepted: what the tunnel needs to finish the request's accounting.
-pub struct Upgraded {
+/// An upgrade the upstream accepted: the upstream connection, and the request's hold on its
+/// cluster, which the tunnel keeps until it ends (dropping it releases the admission).
+pub struct Upgraded<'w> {
     pub conn: UpstreamConn,
-    pub cluster: ClusterId,
-    /// Retries still holding the cluster's `max_retries` breaker (released at the end).
-    pub retries_held: u32,
+    pub request: ClusterRequest<'w>,
 }
 
 enum ReadHalf {
@@ -151,7 +150,7 @@ async fn pump(
     to: &mut WriteHalf,
     pending: Vec<u8>,
     chunk: usize,
-    activity: &Cell<Instant>,
+    activity: &Activity,
     moved: &Cell<u64>,
 ) -> DirEnd {
     let mut buf = pending;
@@ -163,7 +162,7 @@ async fn pump(
             return DirEnd::WriteFailed;
         }
         moved.set(moved.get() + len as u64);
-        activity.set(Instant::now());
+        activity.stamp();
     }
     if buf.capacity() < chunk {
         buf.reserve(chunk - buf.len());
@@ -180,29 +179,14 @@ async fn pump(
             Ok(n) => n,
             Err(_) => return DirEnd::ReadFailed,
         };
-        activity.set(Instant::now());
+        activity.stamp();
         let (res, b) = to.write_all(buf, n).await;
         buf = b;
         if res.is_err() {
             return DirEnd::WriteFailed;
         }
         moved.set(moved.get() + n as u64);
-        activity.set(Instant::now());
-    }
-}
-
-/// Resolves once nothing has moved for `idle` (never when `idle` is zero: disabled).
-async fn idle_watchdog(activity: &Cell<Instant>, idle: Duration) {
-    if idle.is_zero() {
-        return std::future::pending().await;
-    }
-    loop {
-        let due = activity.get() + idle;
-        let now = Instant::now();
-        if due <= now {
-            return;
-        }
-        monoio::time::sleep(due - now).await;
+        activity.stamp();
     }
 }
 
@@ -221,20 +205,17 @@ pub async fn run(
     listener: usize,
     client: Transport,
     client_pending: Vec<u8>,
-    up: Upgraded,
+    up: Upgraded<'_>,
     upstream_pending: Vec<u8>,
     idle: Duration,
     log: &mut RequestLog<'_>,
 ) {
-    let Upgraded {
-        mut conn,
-        cluster,
-        retries_held,
-    } = up;
+    let Upgraded { mut conn, request } = up;
+    let cluster = request.cluster;
     let chunk = w.shared.tuning.body_chunk_bytes.max(4096);
     let (mut cr, mut cw) = split(client);
     let (mut ur, mut uw) = split(conn.stream);
-    let activity = Cell::new(Instant::now());
+    let activity = Activity::default();
     let (to_upstream, to_client) = (Cell::new(0u64), Cell::new(0u64));
     let ended_clean = {
         let mut upward = pin!(pump(
@@ -303,8 +284,7 @@ pub async fn run(
         cs.add(w.index, ClusterStat::UpstreamCxTxBytesTotal, up_bytes);
         cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, down_bytes);
     }
-    conn.endpoint.stats.dec(w.index, EndpointStat::RqActive);
-    finish_cluster_request(w, cluster, retries_held);
+    drop(request);
     let why = if ended_clean {
         ClusterStat::UpstreamCxDestroyRemote
     } else {
@@ -313,6 +293,7 @@ pub async fn run(
     // The stream goes back into its connection only so the pool can count it closed.
     if let Some(stream) = reunite(ur, uw) {
         conn.stream = stream;
+        conn.finish_request();
         w.pool.borrow_mut().discard(conn, why);
     }
 }

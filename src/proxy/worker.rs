@@ -61,15 +61,52 @@ pub struct WorkerSpec {
     pub tls: TlsWatch,
 }
 
-/// Per-cluster request accounting on this worker (circuit breakers).
-#[derive(Default)]
-pub struct ClusterLocal {
-    pub active_requests: Cell<u32>,
-    pub active_retries: Cell<u32>,
+/// Large buffers lent to HTTP/1.1 connections while they have a request in hand (the upstream
+/// read buffer, the outgoing buffer, a grown read buffer) and given back when the connection
+/// goes idle, so an idle keep-alive connection holds only its small read buffer. Bounded: at
+/// most `max_free` buffers wait here, and oversized ones are freed rather than kept.
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+    size: usize,
+    max_free: usize,
+}
+
+impl BufPool {
+    pub fn new(size: usize, max_free: usize) -> BufPool {
+        BufPool {
+            free: Vec::new(),
+            size,
+            max_free,
+        }
+    }
+
+    /// An empty buffer of at least the pool's size.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.size))
+    }
+
+    /// Returns a buffer for reuse (dropped when the pool is full or the buffer grew past 4x
+    /// the standard size, so one large body does not pin its memory forever).
+    pub fn give(&mut self, mut buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap >= self.size && cap <= self.size * 4 && self.free.len() < self.max_free {
+            buf.clear();
+            self.free.push(buf);
+        }
+    }
+
+    /// Buffers waiting for reuse.
+    pub fn idle(&self) -> usize {
+        self.free.len()
+    }
 }
 
 pub struct Worker {
     pub index: usize,
+    /// Buffers lent to connections per request.
+    pub bufs: RefCell<BufPool>,
     pub shared: Arc<Shared>,
     pub membership: RefCell<MembershipWatch>,
     pub pool: RefCell<Pool>,
@@ -81,7 +118,6 @@ pub struct Worker {
     pub access_log: RefCell<Option<WorkerAccessLog>>,
     /// The listeners' TLS; a handshake clones the listener's `Arc` and releases the borrow.
     pub tls: RefCell<TlsWatch>,
-    pub clusters: Vec<ClusterLocal>,
     /// Requests between head parsed and response finished, for drain.
     pub in_flight: Cell<usize>,
     /// Number of workers in the process, for [`Worker::share`].
@@ -107,6 +143,9 @@ impl Worker {
     }
 }
 
+/// Buffers a worker keeps for reuse at most (at the default 16 KiB, 4 MiB per worker).
+const BUF_POOL_MAX_FREE: usize = 256;
+
 /// The worker's main future: accept on every listener until they close, then wait for in-flight
 /// requests to finish.
 pub async fn run(spec: WorkerSpec) {
@@ -119,12 +158,15 @@ pub async fn run(spec: WorkerSpec) {
             .unwrap_or(0);
     let worker = Rc::new(Worker {
         index: spec.index,
+        bufs: RefCell::new(BufPool::new(
+            spec.shared.tuning.read_buffer_bytes.max(4096),
+            BUF_POOL_MAX_FREE,
+        )),
         shared: spec.shared.clone(),
         membership: RefCell::new(spec.membership),
         pool: RefCell::new(Pool::new(
             spec.index,
             spec.shared.stats.clone(),
-            cfg.clusters.len(),
             spec.shared.tuning.max_idle_per_endpoint,
         )),
         h2pool: RefCell::new(crate::http2::client::H2Pool::new(cfg.clusters.len())),
@@ -139,11 +181,6 @@ pub async fn run(spec: WorkerSpec) {
         histograms: RefCell::new(spec.histograms),
         access_log: RefCell::new(spec.access_log),
         tls: RefCell::new(spec.tls),
-        clusters: cfg
-            .clusters
-            .iter()
-            .map(|_| ClusterLocal::default())
-            .collect(),
         in_flight: Cell::new(0),
         workers: spec.shared.stats.workers,
     });

@@ -104,6 +104,7 @@ stat_enum! {
         UpstreamCxPoolReuse = "upstream_cx_pool_reuse",
         UpstreamRqReuseRetry = "upstream_rq_reuse_retry",
         UpstreamCxNoneHealthy = "upstream_cx_none_healthy",
+        UpstreamCxIdle = "upstream_cx_idle",
         MembershipTotal = "membership_total",
         MembershipHealthy = "membership_healthy",
         MembershipChange = "membership_change",
@@ -121,7 +122,7 @@ stat_enum! {
         SslFailVerifyError = "ssl.fail_verify_error",
         SslSessionReused = "ssl.session_reused",
     }
-    gauges { UpstreamRqActive, UpstreamRqPendingActive, UpstreamCxActive, MembershipTotal, MembershipHealthy, OutlierEjectionsActive }
+    gauges { UpstreamRqActive, UpstreamRqPendingActive, UpstreamCxActive, UpstreamCxIdle, MembershipTotal, MembershipHealthy, OutlierEjectionsActive }
 }
 
 /// `cluster.<name>.*`.
@@ -133,6 +134,8 @@ pub struct ClusterStats {
     pub counters: PerWorker<{ ClusterStat::COUNT }>,
     /// `upstream_rq_<code>`; the `upstream_rq_<N>xx` classes are derived on read.
     pub codes: CodeCounters,
+    /// `circuit_breakers.default.*`: the counts admission gates on, held by guards.
+    pub breakers: crate::upstream::admission::BreakerCounts,
 }
 
 impl ClusterStats {
@@ -142,6 +145,7 @@ impl ClusterStats {
             tls: false,
             counters: PerWorker::new(workers),
             codes: CodeCounters::new(workers),
+            breakers: crate::upstream::admission::BreakerCounts::new(workers, [u64::MAX; 4]),
         }
     }
 }
@@ -200,6 +204,7 @@ stat_enum! {
         DownstreamRqRxReset = "downstream_rq_rx_reset",
         DownstreamRqTimeout = "downstream_rq_timeout",
         DownstreamRqHeaderTimeout = "downstream_rq_header_timeout",
+        DownstreamRqIdleTimeout = "downstream_rq_idle_timeout",
         DownstreamRqTooLarge = "downstream_rq_too_large",
         NoRoute = "no_route",
         NoCluster = "no_cluster",
@@ -315,9 +320,20 @@ impl Stats {
             clusters: cfg
                 .clusters
                 .iter()
-                .map(|c| ClusterStats {
-                    tls: c.tls.is_some(),
-                    ..ClusterStats::new(&c.name, workers)
+                .map(|c| {
+                    let cb = &c.circuit_breakers;
+                    let limits = [
+                        cb.max_connections,
+                        cb.max_pending_requests,
+                        cb.max_requests,
+                        cb.max_retries,
+                    ]
+                    .map(u64::from);
+                    ClusterStats {
+                        tls: c.tls.is_some(),
+                        breakers: crate::upstream::admission::BreakerCounts::new(workers, limits),
+                        ..ClusterStats::new(&c.name, workers)
+                    }
                 })
                 .collect(),
             histograms: histograms::HistogramSink::new(cfg),

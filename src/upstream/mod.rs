@@ -1,6 +1,7 @@
 //! Upstream side: cluster membership, load balancing, per-worker connection pools, DNS, active
 //! health checks and outlier detection.
 
+pub mod admission;
 pub mod dns;
 pub mod health;
 pub mod lb;

@@ -19,16 +19,22 @@ use crate::transport::Transport;
 
 use crate::config::ClusterId;
 use crate::stats::{ClusterStat, EndpointStat, Stats};
+use crate::sys::{peek_idle, IdlePeer};
 use crate::tls::client::ClusterTls;
 use crate::tls::handshake::HandshakeError;
+use crate::upstream::admission::BreakerHold;
 use crate::upstream::membership::Endpoint;
 
-/// Keeps the connection gauges honest: decremented however the connection ends.
+/// Keeps the connection gauges and its `max_connections` permit honest: given back however the
+/// connection ends. Also holds the endpoint's `rq_active` while a request is on the connection.
 pub struct CxGuard {
     stats: Arc<Stats>,
     worker: usize,
     cluster: ClusterId,
     endpoint: Arc<Endpoint>,
+    /// A request is on this connection and counted in the endpoint's `rq_active`.
+    rq_active: bool,
+    _permit: BreakerHold,
 }
 
 impl Drop for CxGuard {
@@ -37,6 +43,9 @@ impl Drop for CxGuard {
             cs.dec(self.worker, ClusterStat::UpstreamCxActive);
         }
         self.endpoint.stats.dec(self.worker, EndpointStat::CxActive);
+        if self.rq_active {
+            self.endpoint.stats.dec(self.worker, EndpointStat::RqActive);
+        }
     }
 }
 
@@ -48,12 +57,84 @@ pub struct UpstreamConn {
     /// True when taken from the pool (it served requests before).
     pub reused: bool,
     pub requests: u32,
-    pub(crate) _guard: CxGuard,
+    /// The TCP socket under `stream` (TLS included), for the liveness peek before reuse.
+    fd: std::os::fd::RawFd,
+    pub(crate) guard: CxGuard,
 }
 
+impl UpstreamConn {
+    /// A request starts on this connection: counted in `requests` and the endpoint's
+    /// `rq_active` until [`UpstreamConn::finish_request`] or the connection drops.
+    pub fn start_request(&mut self) {
+        self.requests += 1;
+        if !self.guard.rq_active {
+            self.guard.rq_active = true;
+            self.endpoint
+                .stats
+                .inc(self.guard.worker, EndpointStat::RqActive);
+        }
+    }
+
+    /// The request on this connection is over (its response relayed or abandoned).
+    pub fn finish_request(&mut self) {
+        if self.guard.rq_active {
+            self.guard.rq_active = false;
+            self.endpoint
+                .stats
+                .dec(self.guard.worker, EndpointStat::RqActive);
+        }
+    }
+
+    /// Whether the idle connection's socket shows the upstream closed it (or sent bytes no
+    /// request asked for, which on plain HTTP/1.1 can only be garbage or an error).
+    fn looks_dead(&self) -> bool {
+        match peek_idle(self.fd) {
+            IdlePeer::Quiet => false,
+            IdlePeer::Closed => true,
+            // TLS may legitimately deliver records while idle (session tickets).
+            IdlePeer::Readable => !self.stream.is_tls(),
+        }
+    }
+}
+
+/// A pooled connection; holds `upstream_cx_idle` while it exists.
 struct Idle {
-    conn: UpstreamConn,
+    conn: Option<UpstreamConn>,
     expires: Instant,
+}
+
+impl Idle {
+    fn new(conn: UpstreamConn, expires: Instant) -> Idle {
+        conn.guard.adjust_idle(1);
+        Idle {
+            conn: Some(conn),
+            expires,
+        }
+    }
+
+    fn take(mut self) -> Option<UpstreamConn> {
+        self.conn.take().inspect(|c| c.guard.adjust_idle(-1))
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        if let Some(c) = &self.conn {
+            c.guard.adjust_idle(-1);
+        }
+    }
+}
+
+impl CxGuard {
+    fn adjust_idle(&self, delta: i64) {
+        if let Some(cs) = self.stats.clusters.get(self.cluster) {
+            if delta > 0 {
+                cs.inc(self.worker, ClusterStat::UpstreamCxIdle);
+            } else {
+                cs.dec(self.worker, ClusterStat::UpstreamCxIdle);
+            }
+        }
+    }
 }
 
 /// Per-worker pool, keyed by (cluster, endpoint address).
@@ -62,27 +143,20 @@ pub struct Pool {
     stats: Arc<Stats>,
     max_idle_per_endpoint: usize,
     idle: HashMap<(ClusterId, SocketAddr), Vec<Idle>>,
-    /// Open connections per cluster on this worker (for `max_connections`).
-    open: Vec<u32>,
 }
 
 impl Pool {
-    pub fn new(worker: usize, stats: Arc<Stats>, clusters: usize, max_idle: usize) -> Pool {
+    pub fn new(worker: usize, stats: Arc<Stats>, max_idle: usize) -> Pool {
         Pool {
             worker,
             stats,
             max_idle_per_endpoint: max_idle,
             idle: HashMap::new(),
-            open: vec![0; clusters],
         }
     }
 
-    /// Open connections of `cluster` on this worker (pooled and in use).
-    pub fn open_connections(&self, cluster: ClusterId) -> u32 {
-        self.open.get(cluster).copied().unwrap_or(0)
-    }
-
-    /// The most recently returned live idle connection to `endpoint`, if any.
+    /// The most recently returned idle connection to `endpoint` that is still alive, if any.
+    /// Expired ones and ones the upstream has closed are dropped on the way.
     pub fn take(
         &mut self,
         cluster: ClusterId,
@@ -90,25 +164,33 @@ impl Pool {
         now: Instant,
     ) -> Option<UpstreamConn> {
         let list = self.idle.get_mut(&(cluster, *endpoint))?;
-        let mut expired = 0;
+        let mut closed = Vec::new();
         let mut found = None;
         while let Some(idle) = list.pop() {
-            if idle.expires > now {
-                let mut conn = idle.conn;
-                conn.reused = true;
-                found = Some(conn);
-                break;
+            if idle.expires <= now {
+                closed.push(ClusterStat::UpstreamCxIdleTimeout);
+                continue;
             }
-            expired += 1;
+            let Some(mut conn) = idle.take() else {
+                continue;
+            };
+            if conn.looks_dead() {
+                closed.push(ClusterStat::UpstreamCxDestroyRemote);
+                continue;
+            }
+            conn.reused = true;
+            found = Some(conn);
+            break;
         }
-        for _ in 0..expired {
-            self.closed(cluster, ClusterStat::UpstreamCxIdleTimeout);
+        for why in closed {
+            self.closed(cluster, why);
         }
         found
     }
 
     /// Returns a connection that ended cleanly at a message boundary.
-    pub fn put(&mut self, conn: UpstreamConn, idle_for: Duration, now: Instant) {
+    pub fn put(&mut self, mut conn: UpstreamConn, idle_for: Duration, now: Instant) {
+        conn.finish_request();
         let key = (conn.cluster, conn.endpoint.addr);
         let list = self.idle.entry(key).or_default();
         // A removed endpoint is drained: its connections close as their exchanges end.
@@ -121,10 +203,7 @@ impl Pool {
             self.closed(cluster, ClusterStat::UpstreamCxDestroyLocal);
             return;
         }
-        list.push(Idle {
-            conn,
-            expires: now + idle_for,
-        });
+        list.push(Idle::new(conn, now + idle_for));
     }
 
     /// Accounts for a connection that ends outside the pool (dropped by the exchange).
@@ -134,19 +213,10 @@ impl Pool {
         self.closed(cluster, why);
     }
 
+    /// Counts why a connection closed (its counts go back as it drops).
     fn closed(&mut self, cluster: ClusterId, why: ClusterStat) {
-        if let Some(n) = self.open.get_mut(cluster) {
-            *n = n.saturating_sub(1);
-        }
         if let Some(cs) = self.stats.clusters.get(cluster) {
             cs.inc(self.worker, why);
-        }
-    }
-
-    /// Counts a connection opened by [`connect`] as this pool's.
-    pub fn opened(&mut self, cluster: ClusterId) {
-        if let Some(n) = self.open.get_mut(cluster) {
-            *n += 1;
         }
     }
 
@@ -183,8 +253,9 @@ impl Pool {
 }
 
 /// Opens a new connection to `endpoint` within `timeout`, TLS included when the cluster has a TLS
-/// `transport_socket` (as Envoy's `connect_timeout` covers the transport socket's handshake). The
-/// caller counts it in its pool ([`Pool::opened`]); the pool is not borrowed across the await.
+/// `transport_socket` (as Envoy's `connect_timeout` covers the transport socket's handshake).
+/// `permit` is the connection's `max_connections` unit, taken by the caller before connecting;
+/// the connection holds it for life. The pool is not borrowed across the await.
 pub async fn connect(
     worker: usize,
     stats: &Arc<Stats>,
@@ -192,6 +263,7 @@ pub async fn connect(
     endpoint: &Arc<Endpoint>,
     timeout: Duration,
     tls: Option<&ClusterTls>,
+    permit: BreakerHold,
 ) -> Result<UpstreamConn, ConnectError> {
     let cs = stats.clusters.get(cluster);
     let started = Instant::now();
@@ -215,6 +287,7 @@ pub async fn connect(
         }
     };
     let _ = stream.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let stream = match tls {
         None => Transport::Plain(stream),
         Some(t) => {
@@ -266,11 +339,14 @@ pub async fn connect(
         cluster,
         reused: false,
         requests: 0,
-        _guard: CxGuard {
+        fd,
+        guard: CxGuard {
             stats: stats.clone(),
             worker,
             cluster,
             endpoint: endpoint.clone(),
+            rq_active: false,
+            _permit: permit,
         },
     })
 }

@@ -25,6 +25,10 @@ pub struct Ringway {
     pub admin_port: u16,
     pub config_path: PathBuf,
     dir: TempDir,
+    /// The breakers' `remaining_*` gauges when the proxy became ready (the leak check's zero).
+    baseline: BTreeMap<String, u64>,
+    /// Why this test opts out of the leak check (None: checked).
+    leak_check_off: Option<&'static str>,
 }
 
 /// The binary under test: `$RINGWAY_BIN` if set, else the one Cargo built for this test run.
@@ -112,9 +116,95 @@ impl Ringway {
             admin_port,
             config_path,
             dir,
+            baseline: BTreeMap::new(),
+            leak_check_off: None,
         };
         rw.wait_ready();
+        if let Ok(stats) = rw.try_stats() {
+            rw.baseline = stats
+                .into_iter()
+                .filter(|(k, _)| k.contains(".circuit_breakers.default.remaining_"))
+                .collect();
+        }
         rw
+    }
+
+    /// Skips the leak check at drop for this instance; `why` must say what legitimately stays
+    /// held when the test ends (it shows in the source, not at run time).
+    pub fn skip_leak_check(&mut self, why: &'static str) {
+        self.leak_check_off = Some(why);
+    }
+
+    fn try_stats(&self) -> Result<BTreeMap<String, u64>, String> {
+        let (code, body) = self.try_admin("GET", "/stats").map_err(|e| e.to_string())?;
+        if code != 200 {
+            return Err(format!("/stats answered {code}"));
+        }
+        parse_stats_text(&body)
+    }
+
+    /// What a quiescent proxy must show: nothing admitted, pending or retrying, every breaker
+    /// back where it started, and every open upstream connection an idle pooled one. Empty when
+    /// all holds.
+    pub fn leaks(&self, stats: &BTreeMap<String, u64>) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (k, v) in stats {
+            let must_be_zero = k.ends_with(".upstream_rq_active")
+                || k.ends_with(".upstream_rq_pending_active")
+                || (k.starts_with("http.") && k.ends_with(".downstream_rq_active"));
+            if must_be_zero && *v != 0 {
+                problems.push(format!("{k} = {v}, expected 0"));
+            }
+            if let Some(start) = self.baseline.get(k) {
+                if !k.ends_with(".remaining_cx") && v != start {
+                    problems.push(format!("{k} = {v}, was {start} at start"));
+                }
+            }
+            if let Some(cluster) = k
+                .strip_prefix("cluster.")
+                .and_then(|r| r.strip_suffix(".upstream_cx_active"))
+            {
+                let idle = stats
+                    .get(&format!("cluster.{cluster}.upstream_cx_idle"))
+                    .copied()
+                    .unwrap_or(0);
+                if *v != idle {
+                    problems.push(format!(
+                        "{k} = {v} but only {idle} idle pooled: connections held by no exchange"
+                    ));
+                }
+                let rem_key = format!("cluster.{cluster}.circuit_breakers.default.remaining_cx");
+                if let (Some(rem), Some(start)) = (stats.get(&rem_key), self.baseline.get(&rem_key))
+                {
+                    if rem + idle != *start {
+                        problems.push(format!(
+                            "{rem_key} = {rem} with {idle} idle connections, was {start} at start: \
+                             max_connections permits held by no connection"
+                        ));
+                    }
+                }
+            }
+        }
+        problems
+    }
+
+    /// Waits (up to 10 s) for the proxy to be quiescent with nothing leaked; the problems seen
+    /// last otherwise. `Ok` when the process is gone or its admin no longer answers.
+    pub fn leak_check(&self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok(stats) = self.try_stats() else {
+                return Ok(());
+            };
+            let problems = self.leaks(&stats);
+            if problems.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(problems.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn wait_ready(&mut self) {
@@ -295,7 +385,13 @@ impl Ringway {
 
 impl Drop for Ringway {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        // The leak check runs on every instance a passing test leaves running: admission
+        // gauges back to zero, breakers where they started, no connection held by nobody.
+        let mut leaked = None;
+        if !std::thread::panicking() && self.leak_check_off.is_none() && self.try_exit().is_none() {
+            leaked = self.leak_check().err();
+        }
+        if std::thread::panicking() || leaked.is_some() {
             eprintln!("{}", self.diagnostics());
         }
         if self.try_exit().is_none() {
@@ -309,6 +405,9 @@ impl Drop for Ringway {
                 let _ = self.child.kill();
             }
             let _ = self.child.wait();
+        }
+        if let Some(problems) = leaked {
+            panic!("leak check failed after the test (waited 10 s for quiescence):\n{problems}");
         }
     }
 }

@@ -9,6 +9,7 @@
 //! | `/chunked/N` | the same N bytes, chunked in 16 KiB chunks |
 //! | `/status/CODE` | status CODE |
 //! | `/delay/MS` | sleeps MS milliseconds, then 200 |
+//! | `/reject/CODE` | answers CODE with `connection: close` before reading the body, then closes |
 //! | `/garbage` | a response that is not HTTP, then close |
 //! | `/close` | closes the connection without answering |
 //! | anything else | 200 with the upstream's id as the body |
@@ -357,6 +358,7 @@ fn reason(code: u16) -> &'static str {
         404 => "Not Found",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
+        413 => "Content Too Large",
         503 => "Service Unavailable",
         _ => "Status",
     }
@@ -424,6 +426,21 @@ fn serve_connection(st: &State, stream: TcpStream, conn_index: u64) -> io::Resul
             .is_ok();
 
         let path = head.path.split('?').next().unwrap_or("").to_string();
+        if let Some(code) = path.strip_prefix("/reject/") {
+            // An early answer: the body is never read, and closing with it unread resets the
+            // connection, as an origin refusing an upload does.
+            let code: u16 = code.parse().unwrap_or(413);
+            let text = format!("{code}\n");
+            let resp = format!(
+                "{ver} {code} {}\r\nx-upstream-id: {}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{text}",
+                reason(code),
+                st.id,
+                text.len()
+            );
+            w.write_all(resp.as_bytes())?;
+            let _ = w.shutdown(Shutdown::Both);
+            return Ok(());
+        }
         let body_len: u64;
         if !fail && path == "/echo" {
             body_len = echo(&mut r, &mut w, &fr, &st.id, ver, conn_hdr, is_head)?;

@@ -1,0 +1,24 @@
+//! The codec-neutral parts of one exchange (a request and its response through a cluster).
+//!
+//! Whatever the codecs on either side (HTTP/1.1 or HTTP/2 downstream, HTTP/1.1 or HTTP/2
+//! upstream), an exchange goes through the same phases, and each phase's rules live here once:
+//!
+//! 1. **admission** ([`admission`]): the cluster's circuit breakers and member set; the request
+//!    then holds a [`admission::ClusterRequest`] that gives everything back when it drops;
+//! 2. **endpoint choice and connection** ([`endpoint`]): load balancing with health, outlier
+//!    ejection and the previous-host rule, then a pooled HTTP/1.1 connection or an HTTP/2
+//!    stream slot, each holding its `max_connections` permit;
+//! 3. **the retry decision** ([`retry`]): a pure function of policy, outcome, state and clock;
+//! 4. **failures** ([`outcome`]): Envoy's local reply, response flag and stat for each way an
+//!    attempt can fail;
+//! 5. **idleness** ([`watchdog`]): progress stamps and one watchdog per exchange for
+//!    `stream_idle_timeout`.
+//!
+//! The forwarders in `proxy::forward` (HTTP/1.1 clients) and `proxy::stream_forward` (HTTP/2
+//! streams) drive these phases with their codec's I/O.
+
+pub mod admission;
+pub mod endpoint;
+pub mod outcome;
+pub mod retry;
+pub mod watchdog;
