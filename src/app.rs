@@ -174,7 +174,7 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
             histograms: stats
                 .histograms
                 .worker(bootstrap.clusters.len(), bootstrap.listeners.len()),
-            access_log: sink.as_ref().map(AccessLogSink::worker),
+            access_log: sink.as_ref().map(|s| s.worker(stats.clone(), index)),
             tls: server_tls.subscribe(),
         });
     }
