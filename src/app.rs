@@ -51,6 +51,8 @@ fn load_config(cli: &Cli) -> Result<Loaded, String> {
 
 fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     let workers = plan.workers;
+    // Workers log through the writer thread's bounded queue (see `logging`), never to stderr.
+    logging::start_writer().map_err(|e| format!("cannot start the log writer: {e}"))?;
     let bootstrap = Arc::new(loaded.bootstrap);
     let stats = Stats::new(&bootstrap, workers);
 
@@ -215,6 +217,8 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     if let Some(sink) = sink {
         sink.shutdown();
     }
+    // Workers' last lines first, so "shut down" is the last line.
+    logging::flush(Duration::from_secs(1));
     info!("shut down");
     Ok(())
 }
