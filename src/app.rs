@@ -157,6 +157,12 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
             body_chunk_bytes: cli.body_chunk_bytes.max(1024),
             retry_buffer_bytes: cli.retry_buffer_bytes,
             max_idle_per_endpoint: cli.max_idle_per_endpoint,
+            // The flag wins over the runtime key; config values fit in u32 (checked on load).
+            max_connections: cli.max_connections.or_else(|| {
+                bootstrap
+                    .global_downstream_max_connections
+                    .and_then(|n| u32::try_from(n).ok())
+            }),
         },
         upstream_tls,
     });

@@ -211,6 +211,7 @@ pub(crate) mod test_support {
                 address: "0.0.0.0:10000".parse().unwrap(),
                 backlog: 128,
                 per_connection_buffer_limit_bytes: 1 << 20,
+                connection_limit: None,
                 hcm,
                 tls: None,
             }],
@@ -233,6 +234,7 @@ pub(crate) mod test_support {
                 protocol: UpstreamProtocol::Http1,
                 tls: None,
             }],
+            global_downstream_max_connections: None,
         }
     }
 

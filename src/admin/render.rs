@@ -522,6 +522,7 @@ mod tests {
             "http.ingress_http.downstream_rq_1xx: 0",
             "http.ingress_http.downstream_rq_4xx: 1",
             "listener.0.0.0.0_10000.downstream_cx_total: 1",
+            "listener.0.0.0.0_10000.downstream_global_cx_overflow: 0",
             "access_log.dropped: 7",
             "server.live: 1",
             "server.state: 0",

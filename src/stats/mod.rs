@@ -236,6 +236,7 @@ stat_enum! {
         DownstreamCxTotal = "downstream_cx_total",
         DownstreamCxActive = "downstream_cx_active",
         DownstreamCxOverflow = "downstream_cx_overflow",
+        DownstreamGlobalCxOverflow = "downstream_global_cx_overflow",
         NoFilterChainMatch = "no_filter_chain_match",
         DownstreamCxTransportSocketConnectTimeout = "downstream_cx_transport_socket_connect_timeout",
         SslHandshake = "ssl.handshake",
