@@ -128,6 +128,9 @@ impl Drop for Slot {
 
 fn serve(listener: TcpListener, state: Arc<ServerState>, log: Arc<Mutex<AdminLog>>) {
     let active = Arc::new(AtomicUsize::new(0));
+    // At the fd limit accept fails 20 times a second: say so once a second, with the count.
+    let mut last_report: Option<Instant> = None;
+    let mut suppressed = 0u64;
     for conn in listener.incoming() {
         match conn {
             Ok(stream) => {
@@ -149,7 +152,16 @@ fn serve(listener: TcpListener, state: Arc<ServerState>, log: Arc<Mutex<AdminLog
             }
             Err(e) => {
                 // Usually EMFILE or ECONNABORTED: back off briefly instead of spinning.
-                crate::warn!("admin accept failed: {e}");
+                let now = Instant::now();
+                if last_report.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                    crate::warn!(
+                        "admin accept failed: {e} ({suppressed} more failure(s) not logged since the last report)"
+                    );
+                    last_report = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }

@@ -4,7 +4,9 @@
 //! `RefCell`: no atomics beyond the stats slots, no locks). Borrows of the `RefCell`s are never
 //! held across an `.await`. A housekeeping task runs once a second: it adopts membership changes
 //! (also checked at every request start) and reloaded TLS certificates, sweeps the pool, and
-//! flushes histograms and access logs to their consumer threads.
+//! flushes histograms and access logs to their consumer threads. The worker also owns its share
+//! of the downstream connection limits: a [`DownstreamCx`] guard per open connection keeps the
+//! counts, and connections over the share are closed at accept.
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener as StdListener;
