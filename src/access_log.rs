@@ -3,20 +3,25 @@
 //! A format string is parsed once at start into a list of pieces (literal text and commands such
 //! as `%REQ(:METHOD)%`), so formatting a request is a walk over that list appending to the worker's
 //! own buffer: no parsing, no allocation, no lock on the request path. Workers hand filled buffers
-//! to the [`AccessLogSink`] writer thread over a channel (about once a second, or when a buffer
-//! passes 64 KiB) and get emptied buffers back for reuse, so a slow disk never blocks a worker.
+//! to the [`AccessLogSink`] writer thread over a channel (every housekeeping tick, or when a
+//! buffer passes 64 KiB) and get emptied buffers back for reuse, so a slow disk never blocks a
+//! worker. Each worker owns a fixed number of buffers ([`IN_FLIGHT_BUFFERS`] in flight): when the
+//! writer falls that far behind, the worker drops its next buffer and counts the lines in
+//! `access_log.dropped`, so memory stays bounded whatever the disk does.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use crate::http1::HeaderLookup;
 use crate::logging::UtcTime;
 use crate::proxy::flags::ResponseFlags;
+use crate::stats::{ServerStat, Stats};
 
 /// One `%START_TIME(...)%` strftime element.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +438,18 @@ pub struct LogContext<'a> {
 /// A worker buffer passes this size → it is handed to the writer without waiting for `flush`.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// Buffers a worker may have with the writer thread (queued or being written) on top of its one
+/// pending buffer per file. This is the queue's bound: with every one of them out, the writer is
+/// at least this many buffers behind, and a worker's next full buffer is dropped and counted
+/// (`access_log.dropped`) instead of growing memory. Four 64 KiB buffers cover about four seconds
+/// of logging at 3,000 requests a second per worker.
+pub const IN_FLIGHT_BUFFERS: usize = 4;
+
+/// How long the writer sleeps when it finds nothing queued. It polls instead of parking in `recv`
+/// so a worker's `send` never has to wake it: waking a parked receiver takes the channel's waker
+/// lock, and workers take no locks. A line reaches the file at most this much later.
+const WRITER_POLL: Duration = Duration::from_millis(10);
+
 enum Msg {
     /// Bytes for file `index`; the emptied buffer goes back on `ret`.
     Data {
@@ -467,6 +484,8 @@ impl AccessLogSink {
                 })?;
             files.push(f);
         }
+        // Unbounded as a type, bounded in use: each worker has at most `IN_FLIGHT_BUFFERS`
+        // messages in it (see `WorkerAccessLog::send`).
         let (tx, rx) = channel();
         let count = files.len();
         let thread = std::thread::Builder::new()
@@ -479,16 +498,10 @@ impl AccessLogSink {
         })
     }
 
-    /// A worker's handle (buffers locally, hands full buffers to the writer thread).
-    pub fn worker(&self) -> WorkerAccessLog {
-        let (ret_tx, ret_rx) = channel();
-        WorkerAccessLog {
-            tx: self.tx.clone(),
-            bufs: (0..self.files).map(|_| Vec::new()).collect(),
-            spare: Vec::new(),
-            ret_tx,
-            ret_rx,
-        }
+    /// Worker `worker`'s handle (buffers locally, hands full buffers to the writer thread, counts
+    /// what it has to drop in `stats`).
+    pub fn worker(&self, stats: Arc<Stats>, worker: usize) -> WorkerAccessLog {
+        WorkerAccessLog::new(self.tx.clone(), self.files, stats, worker)
     }
 
     /// Flushes everything and stops the writer thread (at shutdown).
@@ -527,10 +540,10 @@ fn writer_loop(rx: Receiver<Msg>, mut files: Vec<File>, paths: Vec<PathBuf>) {
         // The worker may be gone; then the buffer is simply dropped.
         let _ = ret.send(buf);
     };
-    while let Ok(msg) = rx.recv() {
-        match msg {
-            Msg::Data { index, buf, ret } => write(index, buf, ret),
-            Msg::Shutdown => {
+    loop {
+        match rx.try_recv() {
+            Ok(Msg::Data { index, buf, ret }) => write(index, buf, ret),
+            Ok(Msg::Shutdown) => {
                 // Everything sent before Shutdown is already queued ahead of it; take what
                 // raced in alongside it too.
                 while let Ok(Msg::Data { index, buf, ret }) = rx.try_recv() {
@@ -538,6 +551,8 @@ fn writer_loop(rx: Receiver<Msg>, mut files: Vec<File>, paths: Vec<PathBuf>) {
                 }
                 break;
             }
+            Err(TryRecvError::Empty) => std::thread::sleep(WRITER_POLL),
+            Err(TryRecvError::Disconnected) => break,
         }
     }
     for f in &mut files {
@@ -549,19 +564,42 @@ pub struct WorkerAccessLog {
     tx: Sender<Msg>,
     /// One pending buffer per log file index.
     bufs: Vec<Vec<u8>>,
+    /// Lines in each pending buffer (what is counted if the buffer has to be dropped).
+    lines: Vec<u64>,
     /// Emptied buffers ready for reuse.
     spare: Vec<Vec<u8>>,
     ret_tx: Sender<Vec<u8>>,
     ret_rx: Receiver<Vec<u8>>,
+    /// Buffers this worker owns wherever they are (pending, spare, queued, being written):
+    /// never more than one per file plus `IN_FLIGHT_BUFFERS`.
+    allocated: usize,
+    stats: Arc<Stats>,
+    worker: usize,
 }
 
 impl WorkerAccessLog {
+    fn new(tx: Sender<Msg>, files: usize, stats: Arc<Stats>, worker: usize) -> WorkerAccessLog {
+        let (ret_tx, ret_rx) = channel();
+        WorkerAccessLog {
+            tx,
+            bufs: (0..files).map(|_| Vec::new()).collect(),
+            lines: vec![0; files],
+            spare: Vec::new(),
+            ret_tx,
+            ret_rx,
+            allocated: files,
+            stats,
+            worker,
+        }
+    }
+
     /// Appends one formatted line for log file `file_index` (as passed to `start`).
     pub fn log(&mut self, file_index: usize, format: &Format, ctx: &LogContext<'_>) {
         let Some(buf) = self.bufs.get_mut(file_index) else {
             return;
         };
         format.write(ctx, buf);
+        self.lines[file_index] += 1;
         if buf.len() >= FLUSH_AT {
             self.send(file_index);
         }
@@ -576,20 +614,46 @@ impl WorkerAccessLog {
         }
     }
 
+    /// Buffers this worker owns in all (the bound the tests check).
+    pub fn allocated_buffers(&self) -> usize {
+        self.allocated
+    }
+
     fn send(&mut self, index: usize) {
         while let Ok(b) = self.ret_rx.try_recv() {
             self.spare.push(b);
         }
-        let fresh = self
-            .spare
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(FLUSH_AT + 1024));
+        let fresh = match self.spare.pop() {
+            Some(b) => b,
+            None if self.allocated < self.bufs.len() + IN_FLIGHT_BUFFERS => {
+                self.allocated += 1;
+                Vec::with_capacity(FLUSH_AT + 1024)
+            }
+            None => {
+                // Every in-flight buffer is still with the writer: shed these lines rather than
+                // queue more memory or wait for the disk.
+                let dropped = std::mem::take(&mut self.lines[index]);
+                self.stats
+                    .server
+                    .add(self.worker, ServerStat::AccessLogDropped, dropped);
+                self.bufs[index].clear();
+                return;
+            }
+        };
         let full = std::mem::replace(&mut self.bufs[index], fresh);
-        let _ = self.tx.send(Msg::Data {
+        let lines = std::mem::take(&mut self.lines[index]);
+        let sent = self.tx.send(Msg::Data {
             index,
             buf: full,
             ret: self.ret_tx.clone(),
         });
+        if sent.is_err() {
+            // The writer is gone (shutdown): the lines are lost, and so is the buffer.
+            self.allocated -= 1;
+            self.stats
+                .server
+                .add(self.worker, ServerStat::AccessLogDropped, lines);
+        }
     }
 }
 
@@ -764,7 +828,8 @@ mod tests {
         let fmt = Format::parse("%RESPONSE_CODE% %REQ(:PATH)%\n").unwrap();
         let (rq, rs) = (req(), resp());
         let c = ctx(&rq, &rs);
-        let mut w = sink.worker();
+        let stats = Stats::new(&crate::admin::test_support::bootstrap(), 1);
+        let mut w = sink.worker(stats.clone(), 0);
         w.log(0, &fmt, &c);
         w.log(0, &fmt, &c);
         w.log(7, &fmt, &c); // no such file: ignored
@@ -778,7 +843,54 @@ mod tests {
         let line = "503 /api/v1/items?x=1\n";
         assert_eq!(std::fs::read_to_string(&a).unwrap(), line.repeat(2));
         assert_eq!(std::fs::read_to_string(&b).unwrap(), line.repeat(4000));
+        assert_eq!(stats.server.get(ServerStat::AccessLogDropped), 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn stalled_writer_bounds_buffers_and_counts_dropped_lines() {
+        // A writer that never reads: the receiver is held, nothing drains it.
+        let (tx, rx) = channel();
+        let stats = Stats::new(&crate::admin::test_support::bootstrap(), 2);
+        let mut w = WorkerAccessLog::new(tx, 1, stats.clone(), 1);
+        let fmt = Format::parse("%RESPONSE_CODE% %REQ(:PATH)%\n").unwrap();
+        let (rq, rs) = (req(), resp());
+        let c = ctx(&rq, &rs);
+        const LINES: u64 = 100_000; // 2.2 MB of log, about 34 buffers' worth
+        for i in 0..LINES {
+            w.log(0, &fmt, &c);
+            if i % 1000 == 0 {
+                w.flush();
+            }
+        }
+        w.flush();
+        // The queue holds at most IN_FLIGHT_BUFFERS buffers; the worker owns one more.
+        let queued: Vec<Vec<u8>> = rx
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::Data { buf, .. } => Some(buf),
+                Msg::Shutdown => None,
+            })
+            .collect();
+        assert_eq!(queued.len(), IN_FLIGHT_BUFFERS);
+        assert_eq!(w.allocated_buffers(), 1 + IN_FLIGHT_BUFFERS);
+        let held: usize = queued.iter().map(Vec::capacity).sum();
+        assert!(held < (IN_FLIGHT_BUFFERS + 1) * (FLUSH_AT + 4096), "{held}");
+        // Every line is either queued or counted as dropped, in this worker's slot.
+        let queued_lines = queued
+            .iter()
+            .map(|b| b.iter().filter(|c| **c == b'\n').count() as u64)
+            .sum::<u64>();
+        let dropped = stats.server.get(ServerStat::AccessLogDropped);
+        assert!(dropped > LINES / 2, "dropped {dropped}");
+        assert_eq!(queued_lines + dropped, LINES);
+        assert_eq!(
+            stats
+                .server
+                .counters
+                .slot_value(1, ServerStat::AccessLogDropped as usize),
+            dropped
+        );
     }
 
     #[test]

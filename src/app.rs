@@ -51,6 +51,8 @@ fn load_config(cli: &Cli) -> Result<Loaded, String> {
 
 fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     let workers = plan.workers;
+    // Workers log through the writer thread's bounded queue (see `logging`), never to stderr.
+    logging::start_writer().map_err(|e| format!("cannot start the log writer: {e}"))?;
     let bootstrap = Arc::new(loaded.bootstrap);
     let stats = Stats::new(&bootstrap, workers);
 
@@ -155,6 +157,12 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
             body_chunk_bytes: cli.body_chunk_bytes.max(1024),
             retry_buffer_bytes: cli.retry_buffer_bytes,
             max_idle_per_endpoint: cli.max_idle_per_endpoint,
+            // The flag wins over the runtime key; config values fit in u32 (checked on load).
+            max_connections: cli.max_connections.or_else(|| {
+                bootstrap
+                    .global_downstream_max_connections
+                    .and_then(|n| u32::try_from(n).ok())
+            }),
         },
         upstream_tls,
     });
@@ -174,7 +182,7 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
             histograms: stats
                 .histograms
                 .worker(bootstrap.clusters.len(), bootstrap.listeners.len()),
-            access_log: sink.as_ref().map(AccessLogSink::worker),
+            access_log: sink.as_ref().map(|s| s.worker(stats.clone(), index)),
             tls: server_tls.subscribe(),
         });
     }
@@ -215,6 +223,8 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     if let Some(sink) = sink {
         sink.shutdown();
     }
+    // Workers' last lines first, so "shut down" is the last line.
+    logging::flush(Duration::from_secs(1));
     info!("shut down");
     Ok(())
 }

@@ -92,6 +92,13 @@ pub struct Cli {
         default_value_t = 256
     )]
     pub max_idle_per_endpoint: usize,
+
+    /// Open downstream connections over all listeners (Envoy's runtime key
+    /// overload.global_downstream_max_connections; this flag wins over the config). Split evenly
+    /// between workers; a connection over its worker's share is closed at once and counted in
+    /// listener.<address>.downstream_global_cx_overflow [default: no limit].
+    #[arg(long = "max-connections", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
 }
 
 impl Cli {
@@ -122,6 +129,12 @@ impl Cli {
             (
                 "max_idle_per_endpoint",
                 self.max_idle_per_endpoint.to_string(),
+            ),
+            (
+                "max_connections",
+                self.max_connections
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
             ),
         ]
     }

@@ -5,11 +5,21 @@
 //! into a thread-local buffer and written with one `write` call, so lines from different threads
 //! never interleave mid-line. Timestamps are UTC, computed here from `SystemTime` (civil-date
 //! arithmetic, no time crate), and shared with the access log's `%START_TIME%`.
+//!
+//! Workers must not block, and stderr can (a full pipe, a slow terminal, a stalled log shipper).
+//! So a thread that calls [`write_through_queue`] (every worker does, at start) hands its lines to
+//! the `ringway-log` writer thread through a bounded queue ([`LOG_QUEUE_LINES`]) with `try_send`.
+//! When the queue is full the line is dropped and counted on that thread; its next line that gets
+//! through carries a notice with the count. The writer polls rather than parking in `recv`, so
+//! enqueuing never has to wake it (waking a parked receiver takes the channel's waker lock). Other
+//! threads (main, admin, control) may block and keep writing stderr directly, in order.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -201,14 +211,142 @@ fn format_line(
     out.push(b'\n');
 }
 
-/// Writes one line to stderr: `[2026-11-23 10:07:00.123][1234][info][main] message`.
+/// Lines the worker-to-writer queue holds. At about 150 bytes a line this is at most ~600 KiB, and
+/// it absorbs a burst of four thousand lines while stderr is slow.
+pub const LOG_QUEUE_LINES: usize = 4096;
+
+/// How long the writer sleeps when the queue is empty (a queued line waits at most this long).
+const WRITER_POLL: Duration = Duration::from_millis(10);
+
+enum Msg {
+    Line(Vec<u8>),
+    /// Everything queued before this has been written; acknowledge on the channel.
+    Flush(SyncSender<()>),
+}
+
+/// The sending half of the bounded line queue, with what a thread needs to shed load.
+struct LineQueue {
+    tx: SyncSender<Msg>,
+}
+
+impl LineQueue {
+    /// Queues `line` without blocking. A full queue drops it and counts it in `dropped`; the next
+    /// line that fits is preceded by a notice saying how many were lost.
+    fn offer(&self, line: &[u8], dropped: &Cell<u64>, thread: &str) -> bool {
+        let lost = dropped.get();
+        let mut out = Vec::with_capacity(line.len() + if lost > 0 { 160 } else { 0 });
+        if lost > 0 {
+            format_line(
+                &mut out,
+                SystemTime::now(),
+                thread,
+                Level::Warn,
+                module_path!(),
+                format_args!("{lost} log line(s) dropped: stderr is slower than this thread logs"),
+            );
+        }
+        out.extend_from_slice(line);
+        match self.tx.try_send(Msg::Line(out)) {
+            Ok(()) => {
+                dropped.set(0);
+                true
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                dropped.set(lost + 1);
+                false
+            }
+        }
+    }
+}
+
+static QUEUE: OnceLock<LineQueue> = OnceLock::new();
+
+thread_local! {
+    /// This thread logs through the queue (a worker).
+    static QUEUED: Cell<bool> = const { Cell::new(false) };
+    /// Lines this thread dropped since its last line got through.
+    static DROPPED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Starts the writer thread (once; later calls do nothing). Until it runs, every thread writes
+/// stderr directly.
+pub fn start_writer() -> std::io::Result<()> {
+    if QUEUE.get().is_some() {
+        return Ok(());
+    }
+    let (tx, rx) = sync_channel(LOG_QUEUE_LINES);
+    std::thread::Builder::new()
+        .name("ringway-log".to_owned())
+        .spawn(move || writer_loop(rx))?;
+    let _ = QUEUE.set(LineQueue { tx });
+    Ok(())
+}
+
+fn writer_loop(rx: Receiver<Msg>) {
+    let mut err = std::io::stderr();
+    loop {
+        match rx.try_recv() {
+            Ok(Msg::Line(l)) => {
+                let _ = err.write_all(&l);
+            }
+            Ok(Msg::Flush(ack)) => {
+                let _ = ack.try_send(());
+            }
+            Err(TryRecvError::Empty) => std::thread::sleep(WRITER_POLL),
+            Err(TryRecvError::Disconnected) => return,
+        }
+    }
+}
+
+/// Makes this thread's log lines go through the writer's queue (workers call it at start).
+pub fn write_through_queue() {
+    QUEUED.with(|q| q.set(true));
+}
+
+/// Waits (up to `timeout`) until every line queued so far is written; main calls it at exit.
+pub fn flush(timeout: Duration) {
+    let Some(q) = QUEUE.get() else { return };
+    let (ack_tx, ack_rx) = sync_channel(1);
+    let deadline = std::time::Instant::now() + timeout;
+    let mut msg = Msg::Flush(ack_tx);
+    // Only main calls this, and main may wait; still never past the deadline.
+    loop {
+        match q.tx.try_send(msg) {
+            Ok(()) => break,
+            Err(TrySendError::Full(m)) if std::time::Instant::now() < deadline => {
+                msg = m;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = ack_rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()));
+}
+
+/// Writes one line to stderr: `[2026-11-23 10:07:00.123][1234][info][main] message`; from a
+/// worker, through the writer's queue.
 pub fn write(l: Level, module: &str, args: std::fmt::Arguments<'_>) {
     let now = SystemTime::now();
+    let queue = QUEUED
+        .try_with(Cell::get)
+        .unwrap_or(false)
+        .then(|| QUEUE.get())
+        .flatten();
     let emit = |buf: &mut Vec<u8>, thread: &str| {
         buf.clear();
         format_line(buf, now, thread, l, module, args);
-        // One write_all on unbuffered stderr: a line reaches the kernel in one write call.
-        let _ = std::io::stderr().write_all(buf);
+        match queue {
+            Some(q) => {
+                // At thread teardown the counter may be gone: offer without it.
+                if DROPPED.try_with(|d| q.offer(buf, d, thread)).is_err() {
+                    q.offer(buf, &Cell::new(0), thread);
+                }
+            }
+            // One write_all on unbuffered stderr: a line reaches the kernel in one write call.
+            None => {
+                let _ = std::io::stderr().write_all(buf);
+            }
+        }
     };
     let done = LINE
         .try_with(|cell| match cell.try_borrow_mut() {
@@ -297,6 +435,39 @@ mod tests {
             String::from_utf8(out).unwrap(),
             "[2026-11-23 10:07:00.123][main][warning][ringway::admin] x=5\n"
         );
+    }
+
+    #[test]
+    fn full_queue_drops_without_blocking_and_reports_the_count() {
+        // A queue nobody drains: offering must never block, only drop and count.
+        let (tx, rx) = sync_channel(4);
+        let q = LineQueue { tx };
+        let dropped = Cell::new(0);
+        let sent = (0..10)
+            .filter(|i| q.offer(format!("line {i}\n").as_bytes(), &dropped, "w0"))
+            .count();
+        assert_eq!(sent, 4);
+        assert_eq!(dropped.get(), 6);
+        let lines: Vec<Vec<u8>> = rx
+            .try_iter()
+            .filter_map(|m| match m {
+                Msg::Line(l) => Some(l),
+                Msg::Flush(_) => None,
+            })
+            .collect();
+        assert_eq!(lines.len(), 4);
+        // Room again: the next line carries the notice, and the count starts over.
+        assert!(q.offer(b"after\n", &dropped, "w0"));
+        assert_eq!(dropped.get(), 0);
+        let Ok(Msg::Line(l)) = rx.try_recv() else {
+            panic!("nothing queued")
+        };
+        let text = String::from_utf8(l).unwrap();
+        assert!(
+            text.contains("[w0][warning][ringway::logging] 6 log line(s) dropped"),
+            "{text}"
+        );
+        assert!(text.ends_with("\nafter\n"), "{text}");
     }
 
     #[test]

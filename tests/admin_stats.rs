@@ -163,3 +163,51 @@ fn access_log_has_one_envoy_format_line_per_request() {
         ]
     );
 }
+
+/// A client trickling its request a byte every 3 s holds one admin connection, not the admin:
+/// `/ready` and `/stats` answer at once meanwhile, and the trickler is cut off (408) by the
+/// whole-request deadline (10 s) although no single read waits long.
+#[test]
+fn trickling_admin_client_neither_blocks_others_nor_outlives_the_deadline() {
+    use std::io::{Read, Write};
+    let u = TestUpstream::start();
+    let rw = Ringway::start(&ConfigBuilder::single(&[u.port]).render());
+    let started = std::time::Instant::now();
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", rw.admin_port)).unwrap();
+    let trickle = std::thread::spawn({
+        let mut w = slow.try_clone().unwrap();
+        move || {
+            for b in b"GET /stats HTTP/1.1\r\nhost: admin\r\n\r\n" {
+                if w.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_secs(3));
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for path in ["/ready", "/stats", "/ready", "/stats?filter=server.live"] {
+        let t = std::time::Instant::now();
+        let (code, _) = rw.admin_get(path);
+        assert_eq!(code, 200, "{path}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{path} took {:?} while a client trickled",
+            t.elapsed()
+        );
+    }
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    let cut_after = started.elapsed();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "trickler got: {answer:?}"
+    );
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(15)).contains(&cut_after),
+        "trickler cut off after {cut_after:?}"
+    );
+    let _ = trickle.join();
+}

@@ -2,18 +2,59 @@
 //!
 //! The admin port serves operators and scrapers, a handful of requests a second, so it trades
 //! throughput for simplicity: read a bounded head, an optional `Content-Length` body, answer with
-//! `Content-Length` and `Connection: close`. Every read and write has a timeout, so a client that
-//! stalls cannot hold the admin thread for long.
+//! `Content-Length` and `Connection: close`. The whole request must arrive before one deadline
+//! ([`REQUEST_DEADLINE`], enforced by [`DeadlineReader`]): a per-read timeout alone let a client
+//! that trickles a byte every few seconds hold its connection for ever. Writes have a timeout too.
 
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
 /// Largest request head accepted (Envoy's admin has the same order of limit).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// Largest request body accepted; admin bodies are small JSON documents.
 pub const MAX_BODY: usize = 1024 * 1024;
-/// Per read/write timeout on an admin connection.
+/// Write timeout on an admin connection.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time from accept to the last byte of the request, however the bytes trickle in. Ten seconds is
+/// generous for a request of at most a few KiB from localhost and short enough that a stuck
+/// client holds one of the few admin connection slots only briefly.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Reads from a TCP stream until `deadline`, then fails with `TimedOut`: every read waits at most
+/// the time left, so the deadline holds for the whole request, not for each read.
+pub struct DeadlineReader<'a> {
+    stream: &'a TcpStream,
+    deadline: Instant,
+}
+
+impl<'a> DeadlineReader<'a> {
+    pub fn new(stream: &'a TcpStream, deadline: Instant) -> Self {
+        DeadlineReader { stream, deadline }
+    }
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "admin request deadline passed",
+            ));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        let mut s: &TcpStream = self.stream;
+        match s.read(buf) {
+            // SO_RCVTIMEO expiring surfaces as EAGAIN: that is the deadline too.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "admin request deadline passed",
+            )),
+            r => r,
+        }
+    }
+}
 
 /// A parsed admin request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,6 +270,7 @@ pub fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        408 => "Request Timeout",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",

@@ -1,8 +1,12 @@
 //! The admin listener: Envoy's admin endpoints on their own thread, away from the workers.
 //!
 //! Operators, health probes and Prometheus scrapers talk to this port a few times a second at
-//! most, so it runs a small blocking HTTP/1.1 server (`http.rs`) on one std thread instead of a
-//! worker runtime: nothing here can delay a proxied request. Handlers (`handlers.rs`) only read
+//! most, so it runs a small blocking HTTP/1.1 server (`http.rs`) on std threads instead of a
+//! worker runtime: nothing here can delay a proxied request. The `ringway-admin` thread accepts;
+//! each connection is served on its own short-lived thread, so one slow client cannot hold up
+//! `/ready` or `/stats` for everyone else. At most [`MAX_CONNECTIONS`] are served at once (more are
+//! answered 503 by the accept thread and closed), and each must deliver its request within
+//! `http::REQUEST_DEADLINE`, so the admin side's threads and memory are bounded. Handlers (`handlers.rs`) only read
 //! what workers publish (summed stat slots, merged histograms, the membership snapshot) and flip
 //! the [`Lifecycle`](crate::server::Lifecycle) flags; renderers live in `render.rs` (`/stats` in
 //! text, JSON and Prometheus) and `clusters.rs` (`/clusters`). Requests are written to the
@@ -18,7 +22,8 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +32,10 @@ use crate::proxy::flags::ResponseFlags;
 use crate::server::ServerState;
 
 pub use handlers::ENDPOINTS;
+
+/// Admin connections served at once. Scrapers and probes open one or two at a time; sixteen leaves
+/// room for several of them next to a few stuck clients.
+pub const MAX_CONNECTIONS: usize = 16;
 
 /// Binds the admin listener (before returning, so a bind error stops start-up) and serves it on
 /// its own thread until the process exits.
@@ -43,10 +52,10 @@ pub fn spawn(
         .as_ref()
         .map(|a| a.access_log_paths.clone())
         .unwrap_or_default();
-    let mut log = AdminLog::open(paths)?;
+    let log = Arc::new(Mutex::new(AdminLog::open(paths)?));
     let handle = std::thread::Builder::new()
         .name("ringway-admin".to_owned())
-        .spawn(move || serve(listener, state, &mut log))?;
+        .spawn(move || serve(listener, state, log))?;
     crate::info!("admin listening on {local}");
     Ok((local, handle))
 }
@@ -96,27 +105,90 @@ impl AdminLog {
     }
 }
 
-fn serve(listener: TcpListener, state: Arc<ServerState>, log: &mut AdminLog) {
+/// One of the [`MAX_CONNECTIONS`] admin connection slots; given back on `Drop`, however the
+/// connection's thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Option<Slot> {
+        active
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_CONNECTIONS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Slot(active.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn serve(listener: TcpListener, state: Arc<ServerState>, log: Arc<Mutex<AdminLog>>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    // At the fd limit accept fails 20 times a second: say so once a second, with the count.
+    let mut last_report: Option<Instant> = None;
+    let mut suppressed = 0u64;
     for conn in listener.incoming() {
         match conn {
-            Ok(stream) => serve_connection(stream, &state, log),
+            Ok(stream) => {
+                let Some(slot) = Slot::take(&active) else {
+                    refuse(stream);
+                    continue;
+                };
+                let (state, log) = (state.clone(), log.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("ringway-admin-cx".to_owned())
+                    .spawn(move || {
+                        let _slot = slot;
+                        serve_connection(stream, &state, &log);
+                    });
+                // On failure the closure is dropped: the stream closes and the slot is freed.
+                if let Err(e) = spawned {
+                    crate::warn!("admin: cannot start a connection thread: {e}");
+                }
+            }
             Err(e) => {
                 // Usually EMFILE or ECONNABORTED: back off briefly instead of spinning.
-                crate::warn!("admin accept failed: {e}");
+                let now = Instant::now();
+                if last_report.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1)) {
+                    crate::warn!(
+                        "admin accept failed: {e} ({suppressed} more failure(s) not logged since the last report)"
+                    );
+                    last_report = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
 }
 
-fn serve_connection(mut stream: TcpStream, state: &ServerState, log: &mut AdminLog) {
-    let _ = stream.set_read_timeout(Some(http::IO_TIMEOUT));
+/// Every slot is busy: answer 503 from the accept thread without waiting on the client (one
+/// non-blocking write into a fresh socket's empty send buffer) and close.
+fn refuse(mut stream: TcpStream) {
+    crate::debug!("admin: {MAX_CONNECTIONS} connections busy, refusing one");
+    let _ = stream.set_nonblocking(true);
+    let _ = stream.write_all(
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=UTF-8\r\ncontent-length: 27\r\nconnection: close\r\n\r\ntoo many admin connections\n",
+    );
+}
+
+fn serve_connection(mut stream: TcpStream, state: &ServerState, log: &Mutex<AdminLog>) {
     let _ = stream.set_write_timeout(Some(http::IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let (start_time, started) = (SystemTime::now(), Instant::now());
     // Taken now: once the peer has closed, getpeername fails with ENOTCONN.
     let addrs = (stream.peer_addr(), stream.local_addr());
-    let (resp, after, req) = match http::read_request(&mut stream) {
+    let read = http::read_request(&mut http::DeadlineReader::new(
+        &stream,
+        started + http::REQUEST_DEADLINE,
+    ));
+    let (resp, after, req) = match read {
         Ok(req) => {
             crate::debug!("admin {} {}", req.method, req.path);
             let (resp, after) = handlers::handle(state, &req);
@@ -132,6 +204,14 @@ fn serve_connection(mut stream: TcpStream, state: &ServerState, log: &mut AdminL
             handlers::After::Nothing,
             None,
         ),
+        Err(http::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            crate::debug!("admin request not complete within the deadline: {e}");
+            (
+                http::Response::text(408, "request not complete within the deadline\n"),
+                handlers::After::Nothing,
+                None,
+            )
+        }
         Err(http::ReadError::Io(e)) => {
             crate::debug!("admin request read failed: {e}");
             return;
@@ -144,6 +224,10 @@ fn serve_connection(mut stream: TcpStream, state: &ServerState, log: &mut AdminL
     }
     let _ = stream.shutdown(std::net::Shutdown::Write);
     if let (Some(req), (Ok(remote), Ok(local))) = (&req, addrs) {
+        let mut log = match log.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
         log.write(&LogContext {
             start_time,
             request: req,
@@ -211,6 +295,7 @@ pub(crate) mod test_support {
                 address: "0.0.0.0:10000".parse().unwrap(),
                 backlog: 128,
                 per_connection_buffer_limit_bytes: 1 << 20,
+                connection_limit: None,
                 hcm,
                 tls: None,
             }],
@@ -233,6 +318,7 @@ pub(crate) mod test_support {
                 protocol: UpstreamProtocol::Http1,
                 tls: None,
             }],
+            global_downstream_max_connections: None,
         }
     }
 
@@ -438,6 +524,53 @@ mod tests {
             content.ends_with(" - \"-\" \"-\" \"-\" \"admin\" \"-\"\n"),
             "{content}"
         );
+    }
+
+    #[test]
+    fn connections_over_the_cap_get_503_and_slots_come_back() {
+        let (addr, _t) = spawn("127.0.0.1:0".parse().unwrap(), state()).unwrap();
+        // Fill every slot with a client that sends half a request and waits.
+        let mut idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(b"GET /ready HTTP/1.1\r\n").unwrap();
+                s
+            })
+            .collect();
+        // The accept thread hands them to their threads in order; the next one is refused.
+        let mut refused = String::new();
+        for _ in 0..100 {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(b"GET /ready HTTP/1.1\r\n\r\n").unwrap();
+            refused.clear();
+            let _ = s.read_to_string(&mut refused);
+            if refused.starts_with("HTTP/1.1 503 ") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(
+            refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+                && refused.ends_with("\r\n\r\ntoo many admin connections\n"),
+            "{refused}"
+        );
+        // Finishing the idle requests frees their slots.
+        for s in &mut idle {
+            s.write_all(b"\r\n").unwrap();
+            let mut raw = String::new();
+            s.read_to_string(&mut raw).unwrap();
+            assert!(raw.starts_with("HTTP/1.1 200 "), "{raw}");
+        }
+        let mut ok = (0, String::new());
+        for _ in 0..100 {
+            ok = call(addr, "GET", "/ready");
+            if ok.0 == 200 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(ok, (200, "LIVE\n".into()));
     }
 
     #[test]

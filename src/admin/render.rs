@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::stats::histograms::{HistogramId, QUANTILES};
-use crate::stats::{ClusterStat, HttpStat, ListenerStat, Stats};
+use crate::stats::{ClusterStat, HttpStat, ListenerStat, ServerStat, Stats};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -133,6 +133,15 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
             v,
             Kind::Gauge,
             format!("envoy_server_{stat}"),
+            Vec::new(),
+        );
+    }
+    for st in ServerStat::ALL {
+        s.add(
+            st.name().to_owned(),
+            stats.server.get(st),
+            kind_of(st.is_gauge()),
+            format!("envoy_{}", st.name().replace('.', "_")),
             Vec::new(),
         );
     }
@@ -496,6 +505,9 @@ mod tests {
         h.add(0, HttpStat::DownstreamRqTotal, 30);
         h.codes.inc(1, 404);
         stats.listeners[0].inc(1, ListenerStat::DownstreamCxTotal);
+        stats
+            .server
+            .add(1, crate::stats::ServerStat::AccessLogDropped, 7);
         let mut w = stats.histograms.worker(1, 1);
         w.record(HistogramId::UpstreamRqTime(0), 1_000);
         w.record(HistogramId::UpstreamRqTime(0), 2_000);
@@ -523,6 +535,8 @@ mod tests {
             "http.ingress_http.downstream_rq_1xx: 0",
             "http.ingress_http.downstream_rq_4xx: 1",
             "listener.0.0.0.0_10000.downstream_cx_total: 1",
+            "listener.0.0.0.0_10000.downstream_global_cx_overflow: 0",
+            "access_log.dropped: 7",
             "server.live: 1",
             "server.state: 0",
             "server.uptime: 12",

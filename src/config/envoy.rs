@@ -316,8 +316,10 @@ pub(crate) fn bootstrap(cx: &mut Cx, root: &Value) -> Option<Bootstrap> {
             }
         }
     }
-    // layered_runtime is accepted and ignored: Ringway has no runtime overrides, and Envoy's
-    // sandboxes carry one only to set limits Ringway takes from flags.
+    let runtime = match o.get("layered_runtime") {
+        Some(r) => super::runtime::layered_runtime(cx, "layered_runtime", r),
+        None => super::runtime::RuntimeLimits::default(),
+    };
     let admin = o.get("admin").and_then(|a| admin(cx, a));
 
     let sr = o.req(cx, "static_resources")?;
@@ -377,10 +379,20 @@ pub(crate) fn bootstrap(cx: &mut Cx, root: &Value) -> Option<Bootstrap> {
             );
         }
     }
+    let mut listeners: Vec<Listener> = listeners.into_iter().map(|(_, l)| l).collect();
+    for (name, limit, path) in &runtime.listener_connection_limits {
+        match listeners.iter_mut().find(|l| &l.name == name) {
+            Some(l) => l.connection_limit = Some(*limit),
+            // Envoy creates the key whatever it names, and a key naming no listener limits
+            // nothing (Envoy's front-proxy sandbox has one), so this is exact, not an ignore.
+            None => crate::debug!("{path}: no listener is named {name}; the limit applies to none"),
+        }
+    }
     Some(Bootstrap {
         admin,
-        listeners: listeners.into_iter().map(|(_, l)| l).collect(),
+        listeners,
         clusters,
+        global_downstream_max_connections: runtime.global_downstream_max_connections,
     })
 }
 
@@ -459,6 +471,7 @@ fn listener(cx: &mut Cx, path: &str, v: &Value, clusters: &[String]) -> Option<L
         address: address?,
         backlog: backlog?,
         per_connection_buffer_limit_bytes: buffer?,
+        connection_limit: None,
         hcm,
         tls,
     })

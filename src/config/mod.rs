@@ -16,6 +16,7 @@ mod health;
 pub mod model;
 mod protocol;
 mod routes;
+pub mod runtime;
 mod tls;
 mod walk;
 

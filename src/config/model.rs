@@ -18,6 +18,9 @@ pub struct Bootstrap {
     pub admin: Option<Admin>,
     pub listeners: Vec<Listener>,
     pub clusters: Vec<Cluster>,
+    /// `overload.global_downstream_max_connections` from `layered_runtime`: open downstream
+    /// connections over every listener together (the `--max-connections` flag overrides it).
+    pub global_downstream_max_connections: Option<u64>,
 }
 
 impl Bootstrap {
@@ -41,6 +44,9 @@ pub struct Listener {
     pub backlog: u32,
     /// `per_connection_buffer_limit_bytes` (Envoy default 1 MiB): bounds what one connection buffers.
     pub per_connection_buffer_limit_bytes: u32,
+    /// `envoy.resource_limits.listener.<name>.connection_limit` from `layered_runtime`: open
+    /// connections on this listener.
+    pub connection_limit: Option<u64>,
     pub hcm: HttpConnectionManager,
     /// TLS termination from the filter chains' `transport_socket`s; `None` for a plain listener.
     /// Several filter chains are allowed only when they differ in `filter_chain_match.server_names`

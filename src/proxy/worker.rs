@@ -4,7 +4,9 @@
 //! `RefCell`: no atomics beyond the stats slots, no locks). Borrows of the `RefCell`s are never
 //! held across an `.await`. A housekeeping task runs once a second: it adopts membership changes
 //! (also checked at every request start) and reloaded TLS certificates, sweeps the pool, and
-//! flushes histograms and access logs to their consumer threads.
+//! flushes histograms and access logs to their consumer threads. The worker also owns its share
+//! of the downstream connection limits: a [`DownstreamCx`] guard per open connection keeps the
+//! counts, and connections over the share are closed at accept.
 
 use std::cell::{Cell, RefCell};
 use std::net::TcpListener as StdListener;
@@ -32,6 +34,9 @@ pub struct Tuning {
     pub body_chunk_bytes: usize,
     pub retry_buffer_bytes: usize,
     pub max_idle_per_endpoint: usize,
+    /// Open downstream connections over all listeners, process-wide (`--max-connections` or
+    /// `overload.global_downstream_max_connections`); each worker enforces its [`Worker::share`].
+    pub max_connections: Option<u32>,
 }
 
 /// Read-only state shared by all workers (built once on the main thread).
@@ -122,6 +127,14 @@ pub struct Worker {
     pub in_flight: Cell<usize>,
     /// Number of workers in the process, for [`Worker::share`].
     pub workers: usize,
+    /// This worker's share of the global downstream connection limit.
+    pub cx_limit: Option<u32>,
+    /// This worker's share of each listener's `connection_limit`, by listener index.
+    pub listener_cx_limits: Vec<Option<u32>>,
+    /// Downstream connections open on this worker; only [`DownstreamCx`] changes it.
+    pub cx_open: Cell<u32>,
+    /// The same, per listener.
+    pub listener_cx_open: Vec<Cell<u32>>,
 }
 
 impl Worker {
@@ -138,8 +151,75 @@ impl Worker {
     /// This worker's share of a process-wide threshold (at least 1). Envoy enforces circuit
     /// breakers process-wide; ours are split evenly so no counter is shared between threads.
     pub fn share(&self, threshold: u32) -> u32 {
-        let w = self.workers.max(1) as u32;
-        threshold.div_ceil(w).max(1)
+        share_of(threshold, self.workers)
+    }
+}
+
+/// One worker's share of a process-wide `threshold` split between `workers` (at least 1).
+pub fn share_of(threshold: u32, workers: usize) -> u32 {
+    let w = u32::try_from(workers.max(1)).unwrap_or(u32::MAX);
+    threshold.div_ceil(w).max(1)
+}
+
+/// An accepted downstream connection's place in its worker's connection counts and in the
+/// `downstream_cx_active` gauges. Held by the connection's task and given back on `Drop`, so a
+/// connection that ends at any `.await` (or whose task is dropped) releases its slot exactly once.
+pub struct DownstreamCx {
+    worker: Rc<Worker>,
+    listener: usize,
+}
+
+impl DownstreamCx {
+    /// Takes a slot on `listener`, or says which limit is full (the stat to count): the global
+    /// limit first, as Envoy checks it before the listener's own.
+    pub fn admit(worker: &Rc<Worker>, listener: usize) -> Result<DownstreamCx, ListenerStat> {
+        if worker
+            .cx_limit
+            .is_some_and(|max| worker.cx_open.get() >= max)
+        {
+            return Err(ListenerStat::DownstreamGlobalCxOverflow);
+        }
+        let open = worker.listener_cx_open.get(listener);
+        let limit = worker.listener_cx_limits.get(listener).copied().flatten();
+        if let (Some(open), Some(max)) = (open, limit) {
+            if open.get() >= max {
+                return Err(ListenerStat::DownstreamCxOverflow);
+            }
+        }
+        worker.cx_open.set(worker.cx_open.get() + 1);
+        if let Some(open) = open {
+            open.set(open.get() + 1);
+        }
+        let stats = worker.stats();
+        if let Some(ls) = stats.listeners.get(listener) {
+            ls.inc(worker.index, ListenerStat::DownstreamCxTotal);
+            ls.inc(worker.index, ListenerStat::DownstreamCxActive);
+        }
+        if let Some(hs) = stats.http.get(listener) {
+            hs.inc(worker.index, HttpStat::DownstreamCxTotal);
+            hs.inc(worker.index, HttpStat::DownstreamCxActive);
+        }
+        Ok(DownstreamCx {
+            worker: worker.clone(),
+            listener,
+        })
+    }
+}
+
+impl Drop for DownstreamCx {
+    fn drop(&mut self) {
+        let w = &self.worker;
+        w.cx_open.set(w.cx_open.get().saturating_sub(1));
+        if let Some(open) = w.listener_cx_open.get(self.listener) {
+            open.set(open.get().saturating_sub(1));
+        }
+        let stats = w.stats();
+        if let Some(ls) = stats.listeners.get(self.listener) {
+            ls.dec(w.index, ListenerStat::DownstreamCxActive);
+        }
+        if let Some(hs) = stats.http.get(self.listener) {
+            hs.dec(w.index, HttpStat::DownstreamCxActive);
+        }
     }
 }
 
@@ -183,6 +263,26 @@ pub async fn run(spec: WorkerSpec) {
         tls: RefCell::new(spec.tls),
         in_flight: Cell::new(0),
         workers: spec.shared.stats.workers,
+        // The limits are process-wide; workers share nothing, so each enforces an even share.
+        cx_limit: spec
+            .shared
+            .tuning
+            .max_connections
+            .map(|n| share_of(n, spec.shared.stats.workers)),
+        listener_cx_limits: cfg
+            .listeners
+            .iter()
+            .map(|l| {
+                l.connection_limit.map(|n| {
+                    share_of(
+                        u32::try_from(n).unwrap_or(u32::MAX),
+                        spec.shared.stats.workers,
+                    )
+                })
+            })
+            .collect(),
+        cx_open: Cell::new(0),
+        listener_cx_open: cfg.listeners.iter().map(|_| Cell::new(0)).collect(),
     });
 
     let open_listeners = Rc::new(Cell::new(0usize));
@@ -252,6 +352,15 @@ fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut (Instant, u64)) {
     }
 }
 
+/// First pause after a failed accept; doubled on each failure in a row up to
+/// [`ACCEPT_BACKOFF_MAX`], back to this after a success.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between accepts that fail (EMFILE): long enough not to spin on a full fd table,
+/// short enough that connections waiting in the backlog are taken soon after fds free up.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// At most one `accept failed` line per this interval per accept loop; the rest are counted.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
 async fn accept_loop(
     worker: Rc<Worker>,
     listener_index: usize,
@@ -259,40 +368,56 @@ async fn accept_loop(
     open: Rc<Cell<usize>>,
 ) {
     let stats = worker.shared.stats.clone();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    // When the last `accept failed` line was written, and failures since then not written.
+    let mut last_report: Option<Instant> = None;
+    let mut suppressed = 0u64;
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
                 if worker.draining() {
                     break;
                 }
+                let slot = match DownstreamCx::admit(&worker, listener_index) {
+                    Ok(slot) => slot,
+                    Err(overflow) => {
+                        // Over a connection limit: close at once (dropping the stream) and count.
+                        if let Some(ls) = stats.listeners.get(listener_index) {
+                            ls.inc(worker.index, overflow);
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
-                if let Some(ls) = stats.listeners.get(listener_index) {
-                    ls.inc(worker.index, ListenerStat::DownstreamCxTotal);
-                    ls.inc(worker.index, ListenerStat::DownstreamCxActive);
-                }
-                if let Some(hs) = stats.http.get(listener_index) {
-                    hs.inc(worker.index, HttpStat::DownstreamCxTotal);
-                    hs.inc(worker.index, HttpStat::DownstreamCxActive);
-                }
                 let w = worker.clone();
                 monoio::spawn(async move {
                     super::connection::serve(&w, listener_index, stream, peer).await;
-                    let stats = w.stats();
-                    if let Some(ls) = stats.listeners.get(listener_index) {
-                        ls.dec(w.index, ListenerStat::DownstreamCxActive);
-                    }
-                    if let Some(hs) = stats.http.get(listener_index) {
-                        hs.dec(w.index, HttpStat::DownstreamCxActive);
-                    }
+                    drop(slot);
                 });
             }
             Err(e) => {
                 if worker.draining() {
                     break;
                 }
-                // EMFILE and friends: back off briefly rather than spin.
-                warn!("worker {}: accept failed: {e}", worker.index);
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                // EMFILE and friends fail again at once: back off instead of spinning, and say
+                // so at most once a second (at the fd limit this used to be ~100 lines a second).
+                let now = Instant::now();
+                let due = last_report.is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL);
+                if due {
+                    warn!(
+                        "worker {}: accept failed: {e} ({suppressed} more failure(s) not logged since the last report; retrying in {} ms)",
+                        worker.index,
+                        backoff.as_millis()
+                    );
+                    last_report = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
+                monoio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
             }
         }
     }

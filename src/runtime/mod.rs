@@ -155,6 +155,8 @@ fn build_uring_runtime(entries: u32) -> std::io::Result<UringRuntime> {
 
 fn run_worker(spec: WorkerSpec, core: Option<core_affinity::CoreId>, driver: Driver, entries: u32) {
     let index = spec.index;
+    // A worker must not block on stderr: its lines go through the log writer's bounded queue.
+    crate::logging::write_through_queue();
     if let Some(core) = core {
         if !core_affinity::set_for_current(core) {
             warn!("worker {index}: could not pin to CPU {}", core.id);

@@ -1,12 +1,20 @@
 //! Latency histograms: recorded worker-locally, merged by the admin thread on read.
 //!
-//! An HdrHistogram is not a concurrent structure, so each worker owns its own
-//! ([`WorkerHistograms`]) and records into it without synchronisation. Every flush interval the
-//! worker hands the accumulated deltas over a channel ([`HistogramSink`]) and starts afresh; the
-//! admin thread merges whatever has arrived whenever it renders stats. The channel send happens
-//! at most once a second per worker, off the per-request path.
+//! An HdrHistogram is not a concurrent structure, so each worker owns its own set (a [`Batch`] in
+//! [`WorkerHistograms`]) and records into it without synchronisation. Once a second the worker
+//! offers the batch to the admin side through its own one-slot hand-off ([`HistogramSink`] keeps
+//! one per worker). The hand-off is bounded on purpose: the admin thread only empties it when
+//! `/stats` renders, and with nobody scraping an unbounded queue grew by a full histogram copy per
+//! worker per second. Here, when the slot is still full the worker keeps recording into the batch
+//! it has, so nothing is lost and nothing grows: each worker owns at most three batches (the one
+//! it records into, one in the slot, one emptied batch on its way back for reuse).
+//!
+//! The worker never blocks and never takes a lock: `try_send` on a bounded std channel is a
+//! lock-free slot write unless a receiver is parked in `recv`, and the admin side only ever uses
+//! `try_recv`. Emptied batches come back over a second one-slot channel, so in steady state the
+//! hand-off allocates nothing.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -22,27 +30,52 @@ pub enum HistogramId {
 
 fn new_histogram() -> Histogram<u64> {
     // 1 µs .. 1 h at 3 significant digits. Such a histogram is a few hundred KiB, which is why
-    // workers hand theirs over only once a second. The bounds are constants, so creation cannot
-    // fail.
+    // batches are recycled rather than copied. The bounds are constants, so creation cannot fail.
     Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap_or_else(|_| {
         Histogram::new(3).expect("HdrHistogram with 3 significant digits is always valid")
     })
 }
 
-/// A worker's own histograms, in microseconds.
-pub struct WorkerHistograms {
+/// One worker's histograms for every cluster and listener: the unit handed to the admin.
+pub struct Batch {
     upstream: Vec<Histogram<u64>>,
     downstream: Vec<Histogram<u64>>,
+}
+
+impl Batch {
+    fn new(clusters: usize, listeners: usize) -> Batch {
+        Batch {
+            upstream: (0..clusters).map(|_| new_histogram()).collect(),
+            downstream: (0..listeners).map(|_| new_histogram()).collect(),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.upstream.iter_mut().for_each(Histogram::reset);
+        self.downstream.iter_mut().for_each(Histogram::reset);
+    }
+}
+
+/// A worker's own histograms, in microseconds.
+pub struct WorkerHistograms {
+    current: Batch,
+    /// An emptied batch ready to replace `current` at the next hand-off.
+    spare: Option<Batch>,
     dirty: bool,
-    tx: Sender<(HistogramId, Histogram<u64>)>,
+    /// The worker's one-slot hand-off to the admin thread.
+    tx: SyncSender<Batch>,
+    /// Emptied batches coming back from the admin thread.
+    ret: Receiver<Batch>,
+    /// Batches this worker ever allocated (the hand-off's whole memory, in batches).
+    allocated: usize,
 }
 
 impl WorkerHistograms {
     #[inline]
     pub fn record(&mut self, id: HistogramId, micros: u64) {
         let h = match id {
-            HistogramId::UpstreamRqTime(i) => self.upstream.get_mut(i),
-            HistogramId::DownstreamRqTime(i) => self.downstream.get_mut(i),
+            HistogramId::UpstreamRqTime(i) => self.current.upstream.get_mut(i),
+            HistogramId::DownstreamRqTime(i) => self.current.downstream.get_mut(i),
         };
         if let Some(h) = h {
             h.saturating_record(micros.max(1));
@@ -50,36 +83,50 @@ impl WorkerHistograms {
         }
     }
 
-    /// Sends what was recorded since the last flush to the admin side.
+    /// Offers what was recorded since the last hand-off to the admin side. When the admin has not
+    /// taken the previous batch yet, keeps recording into the current one instead (no queue
+    /// grows, no sample is lost).
     pub fn flush(&mut self) {
         if !self.dirty {
             return;
         }
-        self.dirty = false;
-        for (i, h) in self.upstream.iter_mut().enumerate() {
-            if !h.is_empty() {
-                let _ = self.tx.send((HistogramId::UpstreamRqTime(i), h.clone()));
-                h.reset();
+        let fresh = match self.spare.take().or_else(|| self.ret.try_recv().ok()) {
+            Some(b) => b,
+            None => {
+                self.allocated += 1;
+                Batch::new(self.current.upstream.len(), self.current.downstream.len())
             }
-        }
-        for (i, h) in self.downstream.iter_mut().enumerate() {
-            if !h.is_empty() {
-                let _ = self.tx.send((HistogramId::DownstreamRqTime(i), h.clone()));
-                h.reset();
+        };
+        let full = std::mem::replace(&mut self.current, fresh);
+        match self.tx.try_send(full) {
+            Ok(()) => self.dirty = false,
+            Err(TrySendError::Full(full)) | Err(TrySendError::Disconnected(full)) => {
+                // The slot is taken: put the batch back and keep the fresh one for next time.
+                self.spare = Some(std::mem::replace(&mut self.current, full));
             }
         }
     }
+
+    /// Batches this worker has allocated since start (at most 3 however long nobody reads).
+    pub fn allocated_batches(&self) -> usize {
+        self.allocated
+    }
+}
+
+/// The admin side of one worker's hand-off.
+struct Link {
+    rx: Receiver<Batch>,
+    ret: SyncSender<Batch>,
 }
 
 struct Merged {
-    rx: Receiver<(HistogramId, Histogram<u64>)>,
+    links: Vec<Link>,
     upstream: Vec<Histogram<u64>>,
     downstream: Vec<Histogram<u64>>,
 }
 
-/// The admin side: receives worker deltas and keeps the cumulative histograms.
+/// The admin side: takes worker batches and keeps the cumulative histograms.
 pub struct HistogramSink {
-    tx: Mutex<Sender<(HistogramId, Histogram<u64>)>>,
     merged: Mutex<Merged>,
 }
 
@@ -88,11 +135,9 @@ pub const QUANTILES: [f64; 9] = [0.0, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1
 
 impl HistogramSink {
     pub fn new(cfg: &crate::config::Bootstrap) -> Self {
-        let (tx, rx) = channel();
         HistogramSink {
-            tx: Mutex::new(tx),
             merged: Mutex::new(Merged {
-                rx,
+                links: Vec::new(),
                 upstream: cfg.clusters.iter().map(|_| new_histogram()).collect(),
                 downstream: cfg.listeners.iter().map(|_| new_histogram()).collect(),
             }),
@@ -101,32 +146,48 @@ impl HistogramSink {
 
     /// A worker's histograms; called once per worker at start (not on the request path).
     pub fn worker(&self, clusters: usize, listeners: usize) -> WorkerHistograms {
-        let tx = match self.tx.lock() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
+        // One slot towards the admin: the bound that keeps memory flat with nobody reading /stats.
+        // A worker has at most three batches alive (recording, spare or returning, in the slot),
+        // so two places on the way back mean the admin never has to free one and the worker
+        // never allocates a fourth.
+        let (tx, rx) = sync_channel(1);
+        let (ret_tx, ret_rx) = sync_channel(2);
+        let mut m = match self.merged.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         };
+        m.links.push(Link { rx, ret: ret_tx });
         WorkerHistograms {
-            upstream: (0..clusters).map(|_| new_histogram()).collect(),
-            downstream: (0..listeners).map(|_| new_histogram()).collect(),
+            current: Batch::new(clusters, listeners),
+            spare: None,
             dirty: false,
             tx,
+            ret: ret_rx,
+            allocated: 1,
         }
     }
 
-    /// Merges pending deltas and calls `f` with (id, cumulative histogram) for every histogram.
+    /// Merges pending batches and calls `f` with (id, cumulative histogram) for every histogram.
     pub fn with_merged(&self, mut f: impl FnMut(HistogramId, &Histogram<u64>)) {
         let mut m = match self.merged.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         let m = &mut *m;
-        while let Ok((id, h)) = m.rx.try_recv() {
-            let target = match id {
-                HistogramId::UpstreamRqTime(i) => m.upstream.get_mut(i),
-                HistogramId::DownstreamRqTime(i) => m.downstream.get_mut(i),
-            };
-            if let Some(t) = target {
-                let _ = t.add(&h);
+        for link in &m.links {
+            match link.rx.try_recv() {
+                Ok(mut batch) => {
+                    for (t, h) in m.upstream.iter_mut().zip(&batch.upstream) {
+                        let _ = t.add(h);
+                    }
+                    for (t, h) in m.downstream.iter_mut().zip(&batch.downstream) {
+                        let _ = t.add(h);
+                    }
+                    batch.reset();
+                    // The worker may already hold a spare (or be gone): then this one is freed.
+                    let _ = link.ret.try_send(batch);
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => {}
             }
         }
         for (i, h) in m.upstream.iter().enumerate() {
@@ -135,5 +196,56 @@ impl HistogramSink {
         for (i, h) in m.downstream.iter().enumerate() {
             f(HistogramId::DownstreamRqTime(i), h);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn totals(sink: &HistogramSink) -> (u64, u64) {
+        let (mut up, mut down) = (0, 0);
+        sink.with_merged(|id, h| match id {
+            HistogramId::UpstreamRqTime(_) => up += h.len(),
+            HistogramId::DownstreamRqTime(_) => down += h.len(),
+        });
+        (up, down)
+    }
+
+    #[test]
+    fn many_flushes_without_a_reader_hold_bounded_memory_and_lose_nothing() {
+        let sink = HistogramSink::new(&crate::admin::test_support::bootstrap());
+        let mut w = sink.worker(1, 1);
+        // An hour of once-a-second flushes with nobody reading /stats.
+        for i in 0..3600u64 {
+            w.record(HistogramId::UpstreamRqTime(0), 100 + i);
+            w.record(HistogramId::DownstreamRqTime(0), 200 + i);
+            w.flush();
+        }
+        // The one being recorded into, one in the slot, one spare: the hand-off did not grow.
+        assert_eq!(w.allocated_batches(), 3);
+        // The first batch (one sample each) reached the admin; the rest stayed with the worker.
+        assert_eq!(totals(&sink), (1, 1));
+        w.flush();
+        assert_eq!(totals(&sink), (3600, 3600));
+        // Reading regularly recycles batches: still no new allocation.
+        for _ in 0..100 {
+            w.record(HistogramId::UpstreamRqTime(0), 5);
+            w.flush();
+            let _ = totals(&sink);
+        }
+        assert_eq!(w.allocated_batches(), 3);
+        assert_eq!(totals(&sink).0, 3700);
+    }
+
+    #[test]
+    fn flush_without_records_sends_nothing() {
+        let sink = HistogramSink::new(&crate::admin::test_support::bootstrap());
+        let mut w = sink.worker(1, 1);
+        w.flush();
+        w.flush();
+        assert_eq!(w.allocated_batches(), 1);
+        assert_eq!(totals(&sink), (0, 0));
     }
 }

@@ -18,7 +18,7 @@ use counters::{CodeCounters, PerWorker};
 /// Declares a scope's stat enum: Envoy's name for each stat, which ones are gauges, and `ALL` in
 /// declaration order.
 macro_rules! stat_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? } gauges { $($gauge:ident),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? } gauges { $($gauge:ident),* $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         #[repr(usize)]
@@ -39,7 +39,8 @@ macro_rules! stat_enum {
 
             /// Gauges may go down and render as Prometheus gauges.
             pub fn is_gauge(self) -> bool {
-                matches!(self, $($name::$gauge)|+)
+                const GAUGES: &[$name] = &[$($name::$gauge),*];
+                GAUGES.contains(&self)
             }
         }
     };
@@ -240,6 +241,7 @@ stat_enum! {
         DownstreamCxTotal = "downstream_cx_total",
         DownstreamCxActive = "downstream_cx_active",
         DownstreamCxOverflow = "downstream_cx_overflow",
+        DownstreamGlobalCxOverflow = "downstream_global_cx_overflow",
         NoFilterChainMatch = "no_filter_chain_match",
         DownstreamCxTransportSocketConnectTimeout = "downstream_cx_transport_socket_connect_timeout",
         SslHandshake = "ssl.handshake",
@@ -286,11 +288,39 @@ impl ListenerStats {
 
 stat_scope_methods!(ListenerStats, ListenerStat);
 
+stat_enum! {
+    /// Process-wide counters that belong to no listener, connection manager or cluster. They are
+    /// rendered under their full name.
+    ServerStat {
+        // Access-log lines a worker discarded because the writer thread had not given back any
+        // of the worker's buffers (the disk is slower than the traffic). Envoy's file logger
+        // buffers without bound instead; Ringway bounds the memory and counts what it sheds.
+        AccessLogDropped = "access_log.dropped",
+    }
+    gauges {}
+}
+
+/// The [`ServerStat`] counters.
+pub struct ServerStats {
+    pub counters: PerWorker<{ ServerStat::COUNT }>,
+}
+
+impl ServerStats {
+    pub fn new(workers: usize) -> Self {
+        ServerStats {
+            counters: PerWorker::new(workers),
+        }
+    }
+}
+
+stat_scope_methods!(ServerStats, ServerStat);
+
 /// Every stat object of a running server. Built once at start; per-endpoint stats live in the
 /// membership snapshots (`upstream::membership`).
 pub struct Stats {
     pub workers: usize,
     pub started: Instant,
+    pub server: ServerStats,
     pub listeners: Vec<ListenerStats>,
     /// Indexed like `Bootstrap::listeners` (one connection manager per listener).
     pub http: Vec<HttpStats>,
@@ -304,6 +334,7 @@ impl Stats {
         Arc::new(Stats {
             workers,
             started: Instant::now(),
+            server: ServerStats::new(workers),
             listeners: cfg
                 .listeners
                 .iter()
