@@ -118,3 +118,26 @@ fn a_huge_cpu_set_range_is_refused_promptly() {
         "stderr:\n{stderr}"
     );
 }
+
+/// libyaml scans flow nesting in time quadratic in the depth (16 s for this file before the
+/// guard); the guard refuses it before the parser runs, naming where.
+#[test]
+fn a_config_nested_100k_deep_is_refused_by_validate() {
+    let depth = 100_000;
+    let mut yaml = ConfigBuilder::single(&[free_port()]).render();
+    let admin_at = yaml.rfind("admin:\n").unwrap();
+    yaml.truncate(admin_at);
+    yaml.push_str(&format!(
+        "admin: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    ));
+    let lines = yaml.lines().count();
+    let out = Ringway::validate(&yaml);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    let want = format!(
+        "error: (document): nesting deeper than 128 levels at line {lines} column 136 (Envoy configurations need far fewer)"
+    );
+    assert_eq!(stderr.trim_end(), want);
+}
