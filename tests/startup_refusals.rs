@@ -119,7 +119,7 @@ fn a_huge_cpu_set_range_is_refused_promptly() {
     );
 }
 
-/// libyaml scans flow nesting in time quadratic in the depth (16 s for this file before the
+/// libyaml scans flow nesting in time quadratic in the depth (minutes for this file before the
 /// guard); the guard refuses it before the parser runs, naming where.
 #[test]
 fn a_config_nested_100k_deep_is_refused_by_validate() {

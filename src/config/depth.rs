@@ -2,8 +2,9 @@
 //!
 //! libyaml (under serde_yaml_ng) keeps one "possible simple key" per open flow collection and
 //! re-checks all of them for every token it scans, so scanning `[[[[...]]]]` costs time quadratic
-//! in the depth: 100,000 levels took 16 s, and only then did serde_yaml_ng's own limit (128
-//! levels, checked after the whole document was scanned) refuse it. This linear pre-scan refuses
+//! in the depth (measured on a busy 2-core host: 10,000 levels 9 s, 20,000 37 s, 40,000 169 s),
+//! and only then did serde_yaml_ng's own limit (128 levels, checked after the whole document was
+//! scanned) refuse it. This linear pre-scan refuses
 //! a document whose flow collections nest deeper than that limit before the parser starts.
 //!
 //! It is a scan, not a YAML parser: it counts `[`/`{` that open a flow collection and skips
