@@ -16,6 +16,9 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod control;
+/// Fuzz entry points (called by the targets in `fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http1;
 pub mod http2;
 pub mod listener;

@@ -10,7 +10,7 @@
 
 mod clusters;
 mod handlers;
-mod http;
+pub mod http;
 mod membership;
 mod render;
 
