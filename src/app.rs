@@ -104,7 +104,13 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
         });
     }
 
-    // Bind everything before starting any thread that serves.
+    // Bind everything before starting any thread that serves. The admin address is bound later
+    // (by the admin thread's spawn), so it is probed first: a taken admin port stops start-up
+    // before any listener socket exists.
+    if let Some(admin) = &bootstrap.admin {
+        crate::listener::ensure_unclaimed(admin.address)
+            .map_err(|e| format!("admin: cannot bind {}: {e}", admin.address))?;
+    }
     let mut bound = Vec::new();
     for l in &bootstrap.listeners {
         let b = BoundListener::bind(&l.name, l.address, l.backlog, workers)

@@ -140,21 +140,35 @@ impl Cli {
     }
 }
 
-/// Parses a CPU list such as "0-3,6".
+/// CPU ids this many and above cannot be named: glibc's `cpu_set_t` (what `sched_setaffinity`,
+/// and so core pinning, takes) has 1024 bits. Checking ids against it before a range is expanded
+/// keeps a typo like `0-18446744073709551615` from allocating the range.
+pub const CPU_ID_LIMIT: usize = 1024;
+
+/// Parses a CPU list such as "0-3,6". Every id must be below `CPU_ID_LIMIT`; whether the CPUs
+/// exist and this process may use them is `runtime::Plan`'s check.
 pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || format!("--cpu-set: '{part}' is not a CPU number or range like 2-5");
+        let id = |text: &str| -> Result<usize, String> {
+            let id: usize = text.trim().parse().map_err(|_| bad())?;
+            if id >= CPU_ID_LIMIT {
+                return Err(format!(
+                    "--cpu-set: CPU {id} in '{part}' is out of range (CPU ids are below {CPU_ID_LIMIT})"
+                ));
+            }
+            Ok(id)
+        };
         match part.split_once('-') {
             Some((a, b)) => {
-                let a: usize = a.trim().parse().map_err(|_| bad())?;
-                let b: usize = b.trim().parse().map_err(|_| bad())?;
+                let (a, b) = (id(a)?, id(b)?);
                 if a > b {
                     return Err(bad());
                 }
                 out.extend(a..=b);
             }
-            None => out.push(part.parse().map_err(|_| bad())?),
+            None => out.push(id(part)?),
         }
     }
     if out.is_empty() {
@@ -177,5 +191,19 @@ mod tests {
         assert!(parse_cpu_list("2-1").is_err());
         assert!(parse_cpu_list("x").is_err());
         assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn cpu_ids_past_the_limit_are_refused_before_expanding() {
+        let e = parse_cpu_list("0-18446744073709551615").unwrap_err();
+        assert!(
+            e.contains("CPU 18446744073709551615 in '0-18446744073709551615' is out of range"),
+            "{e}"
+        );
+        let e = parse_cpu_list("1024").unwrap_err();
+        assert!(e.contains("CPU 1024 in '1024' is out of range"), "{e}");
+        assert!(parse_cpu_list("0-18446744073709551616").is_err());
+        assert_eq!(parse_cpu_list("1023").unwrap(), vec![1023]);
+        assert_eq!(parse_cpu_list("0-1023").unwrap().len(), 1024);
     }
 }

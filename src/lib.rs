@@ -17,6 +17,9 @@ pub mod cli;
 pub mod config;
 pub mod control;
 pub mod exchange;
+/// Fuzz entry points (called by the targets in `fuzz/`); not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http1;
 pub mod http2;
 pub mod listener;

@@ -5,6 +5,13 @@
 //! socket and the kernel spreads new connections across them: no accept lock, no hand-off. The
 //! main thread keeps a duplicate of every socket so it can stop accepting at drain time by
 //! shutting the sockets' read side, which wakes the workers' pending accepts with an error.
+//!
+//! SO_REUSEPORT lets any socket of the same user join a port, so a second Ringway (or any other
+//! process) started on our address would silently take part of the traffic. Before binding a
+//! fixed port we therefore bind a probe socket without SO_REUSEPORT: the kernel refuses it while
+//! anyone else holds the address, and start-up stops naming the listener. The probe is closed
+//! before our sockets bind; a process that joins later with SO_REUSEPORT of its own cannot be
+//! stopped this way, but it would in turn fail the same probe if it is a Ringway.
 
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener};
@@ -25,6 +32,31 @@ pub fn bind_reuseport(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener>
     Ok(socket.into())
 }
 
+/// Fails with `AddrInUse` when another socket already holds `addr`, whether or not it set
+/// SO_REUSEPORT: the probe does not set it, so the kernel cannot let it join a reuseport group.
+/// SO_REUSEADDR is set so connections of an earlier run still in TIME_WAIT do not count as a
+/// holder (the kernel ignores SO_REUSEADDR against a listening socket). Port 0 asks the kernel for
+/// a fresh port, which nobody holds, so it is not probed.
+pub fn ensure_unclaimed(addr: SocketAddr) -> io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(true)?;
+    }
+    match probe.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "the address is already in use by another socket (another Ringway or another process); \
+             Ringway shares a port only among its own workers",
+        )),
+        Err(e) => Err(e),
+    }
+}
+
 /// The sockets of one configured listener: `per_worker[w]` is worker `w`'s.
 pub struct BoundListener {
     pub name: String,
@@ -37,8 +69,10 @@ pub struct BoundListener {
 
 impl BoundListener {
     /// Binds `workers` sockets for `addr`. With port 0, the first socket picks the port and the
-    /// others join it, so all workers share one address.
+    /// others join it, so all workers share one address. A fixed port held by anyone else is an
+    /// error (see `ensure_unclaimed`).
     pub fn bind(name: &str, addr: SocketAddr, backlog: u32, workers: usize) -> io::Result<Self> {
+        ensure_unclaimed(addr)?;
         let first = bind_reuseport(addr, backlog)?;
         let local_addr = first.local_addr()?;
         let mut per_worker = vec![first];
@@ -96,5 +130,30 @@ mod tests {
         let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = holder.local_addr().unwrap();
         assert!(BoundListener::bind("t", addr, 16, 1).is_err());
+    }
+
+    /// A foreign SO_REUSEPORT socket of the same user would be joined silently by a plain
+    /// reuseport bind; the probe must refuse it.
+    #[test]
+    fn a_port_held_with_reuseport_by_someone_else_is_an_error() {
+        let holder = bind_reuseport("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let addr = holder.local_addr().unwrap();
+        assert!(
+            bind_reuseport(addr, 16).is_ok(),
+            "kernel lets reuseport join"
+        );
+        let err = BoundListener::bind("t", addr, 16, 2).err().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("another process"), "{err}");
+    }
+
+    #[test]
+    fn a_freed_port_can_be_bound_again() {
+        let addr = {
+            let l = BoundListener::bind("t", "127.0.0.1:0".parse().unwrap(), 16, 2).unwrap();
+            l.local_addr
+        };
+        let l = BoundListener::bind("t", addr, 16, 2).unwrap();
+        assert_eq!(l.local_addr, addr);
     }
 }

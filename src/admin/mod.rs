@@ -14,7 +14,7 @@
 
 mod clusters;
 mod handlers;
-mod http;
+pub mod http;
 mod membership;
 mod render;
 
@@ -282,6 +282,8 @@ pub(crate) mod test_support {
             server_name: "ringway".into(),
             upgrade_types: Vec::new(),
             http2: Http2Options::default(),
+            accept_http_10: false,
+            default_host_for_http_10: None,
         };
         let endpoint = |port: u16| EndpointSpec {
             host: "127.0.0.1".into(),

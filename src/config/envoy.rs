@@ -262,11 +262,9 @@ const HCM_HTTP_OPTIONS: Message = Message {
 };
 
 const HTTP1_OPTIONS: Message = Message {
-    supported: &[],
+    supported: &["accept_http_10", "default_host_for_http_10"],
     unsupported: &[
         "allow_absolute_url",
-        "accept_http_10",
-        "default_host_for_http_10",
         "header_key_format",
         "enable_trailers",
         "allow_chunked_length",
@@ -823,9 +821,10 @@ fn http_connection_manager(
         Some(s) => nonempty_string(cx, &o.at("server_name"), s),
         None => Some("ringway".to_string()),
     };
-    if let Some(h) = o.get("http_protocol_options") {
-        obj(cx, &o.at("http_protocol_options"), h, &HTTP1_OPTIONS);
-    }
+    let http10 = match o.get("http_protocol_options") {
+        Some(h) => http1_options(cx, &o.at("http_protocol_options"), h),
+        None => Some(Http10::default()),
+    };
     if let Some(x) = o.get("xff_num_trusted_hops") {
         if u32_val(cx, &o.at("xff_num_trusted_hops"), x).is_some_and(|n| n != 0) {
             cx.err(
@@ -860,6 +859,7 @@ fn http_connection_manager(
     if cx.errs.len() != before {
         return None;
     }
+    let http10 = http10?;
     Some(HttpConnectionManager {
         stat_prefix: stat_prefix?,
         codec_type: codec_type?,
@@ -875,6 +875,55 @@ fn http_connection_manager(
         server_name: server_name?,
         upgrade_types,
         http2: http2?,
+        accept_http_10: http10.accept,
+        default_host_for_http_10: http10.default_host,
+    })
+}
+
+/// The HTTP/1.0 settings of `http_protocol_options` (Envoy's `Http1ProtocolOptions`).
+#[derive(Default)]
+struct Http10 {
+    accept: bool,
+    default_host: Option<String>,
+}
+
+/// `http_protocol_options`: `accept_http_10` (default false: Envoy answers HTTP/1.0 with 426) and
+/// `default_host_for_http_10`, the Host given to an HTTP/1.0 request that has none. As in
+/// protobuf JSON, an empty string is the unset default. Envoy takes the host as it is, but it
+/// becomes a request header, so Ringway refuses anything that is not visible ASCII (a space or a
+/// CR/LF there would split the forwarded head). The host without `accept_http_10` is a no-op in
+/// Envoy and is accepted here likewise.
+fn http1_options(cx: &mut Cx, path: &str, v: &Value) -> Option<Http10> {
+    let before = cx.errs.len();
+    let o = obj(cx, path, v, &HTTP1_OPTIONS)?;
+    let accept = match o.get("accept_http_10") {
+        Some(b) => boolean(cx, &o.at("accept_http_10"), b),
+        None => Some(false),
+    };
+    let default_host = match o.get("default_host_for_http_10") {
+        None => None,
+        Some(h) => {
+            let at = o.at("default_host_for_http_10");
+            match string(cx, &at, h) {
+                Some(h) if h.is_empty() => None,
+                Some(h) if h.bytes().all(|b| b.is_ascii_graphic()) => Some(h),
+                Some(h) => {
+                    cx.err(
+                        &at,
+                        format!("{h:?} is not a valid host (only visible ASCII, no spaces)"),
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    if cx.errs.len() != before {
+        return None;
+    }
+    Some(Http10 {
+        accept: accept?,
+        default_host,
     })
 }
 
@@ -992,6 +1041,62 @@ mod tests {
         assert!(h.upgrade_types.is_empty());
         assert_eq!(h.route_config.name, "");
         assert_eq!(h.http2, Http2Options::default());
+        assert!(!h.accept_http_10);
+        assert_eq!(h.default_host_for_http_10, None);
+    }
+
+    #[test]
+    fn http_10_options() {
+        let hcm_of = |extra: &str| run(&hcm(extra)).map(|b| b.listeners[0].hcm.clone());
+        let h = hcm_of(
+            "          http_protocol_options: {accept_http_10: true, default_host_for_http_10: www.example.com}",
+        )
+        .unwrap();
+        assert!(h.accept_http_10);
+        assert_eq!(
+            h.default_host_for_http_10.as_deref(),
+            Some("www.example.com")
+        );
+
+        let h = hcm_of("          http_protocol_options: {accept_http_10: false}").unwrap();
+        assert!(!h.accept_http_10);
+        assert_eq!(h.default_host_for_http_10, None);
+
+        // Empty is protobuf's unset; a host without accept_http_10 is Envoy's no-op.
+        let h = hcm_of("          http_protocol_options: {default_host_for_http_10: ''}").unwrap();
+        assert_eq!(
+            (h.accept_http_10, h.default_host_for_http_10),
+            (false, None)
+        );
+        let h = hcm_of("          http_protocol_options: {default_host_for_http_10: 'a:8080'}")
+            .unwrap();
+        assert_eq!(h.default_host_for_http_10.as_deref(), Some("a:8080"));
+
+        let base = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_protocol_options";
+        let e = hcm_of(
+            "          http_protocol_options: {accept_http_10: maybe, default_host_for_http_10: \"a b\"}",
+        )
+        .unwrap_err();
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].starts_with(&format!("{base}.accept_http_10: ")),
+            "{e:#?}"
+        );
+        assert_eq!(
+            e[1],
+            format!("{base}.default_host_for_http_10: \"a b\" is not a valid host (only visible ASCII, no spaces)")
+        );
+        let e =
+            hcm_of("          http_protocol_options: {default_host_for_http_10: [a]}").unwrap_err();
+        assert!(
+            e[0].starts_with(&format!("{base}.default_host_for_http_10: ")),
+            "{e:#?}"
+        );
+        let e = hcm_of("          http_protocol_options: 3").unwrap_err();
+        assert_eq!(
+            e,
+            vec![format!("{base}: expected an object, got an integer")]
+        );
     }
 
     #[test]
@@ -1123,7 +1228,7 @@ layered_runtime: {{layers: []}}
           max_request_headers_kb: 9000
           http2_protocol_options: {max_concurrent_streams: 0, hpack_table_size: 0}
           xff_num_trusted_hops: 1
-          http_protocol_options: {accept_http_10: true}
+          http_protocol_options: {accept_http_10: true, allow_absolute_url: true}
           rds: {}"))
         .unwrap_err();
         let base = "static_resources.listeners[0].filter_chains[0].filters[0].typed_config";
@@ -1135,7 +1240,7 @@ layered_runtime: {{layers: []}}
             "rds",
             "codec_type",
             "max_request_headers_kb",
-            "http_protocol_options.accept_http_10",
+            "http_protocol_options.allow_absolute_url",
             "xff_num_trusted_hops",
             "http2_protocol_options.hpack_table_size",
             "http2_protocol_options.max_concurrent_streams",

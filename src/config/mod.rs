@@ -5,10 +5,12 @@
 //! an operator fixing a config sees all of its mistakes at once. `walk.rs` holds the toolkit,
 //! `envoy.rs` the bootstrap/listener/HCM walk, `routes.rs`, `headers.rs`, `access_logs.rs`,
 //! `cluster.rs`, `tls.rs` and `protocol.rs` (HTTP/2 and upstream protocol options) the rest;
-//! `duration.rs` reads Envoy's durations.
+//! `duration.rs` reads Envoy's durations; `depth.rs` refuses pathologically nested text before
+//! the YAML parser (whose scanner is quadratic in nesting depth) sees it.
 
 mod access_logs;
 mod cluster;
+pub(crate) mod depth;
 pub mod duration;
 pub mod envoy;
 mod headers;
@@ -69,6 +71,17 @@ const DOCUMENT: &str = "(document)";
 
 /// Parses and validates a configuration held in memory.
 pub fn load_str(yaml: &str) -> Result<Loaded, ConfigErrors> {
+    if let Err(at) = depth::check(yaml) {
+        return Err(ConfigErrors::one(
+            DOCUMENT,
+            format!(
+                "nesting deeper than {} levels at line {} column {} (Envoy configurations need far fewer)",
+                depth::MAX_DEPTH,
+                at.line,
+                at.column
+            ),
+        ));
+    }
     let mut root: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml)
         .map_err(|e| ConfigErrors::one(DOCUMENT, format!("invalid YAML: {e}")))?;
     // YAML merge keys (`<<: *anchor`) are common in hand-written Envoy files; resolve them
@@ -132,6 +145,21 @@ mod tests {
         );
         let e = load_str("static_resources: !foo {}").unwrap_err();
         assert_eq!(e.0[0].path, "static_resources");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_parsing() {
+        let deep = format!("admin: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let e = load_str(&deep).unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].path, DOCUMENT);
+        assert_eq!(
+            e.0[0].message,
+            "nesting deeper than 128 levels at line 1 column 136 (Envoy configurations need far fewer)"
+        );
+        // Just under the limit the parser runs (and the walk names the field).
+        let ok_depth = format!("admin: {}{}\n", "[".repeat(100), "]".repeat(100));
+        assert_eq!(load_str(&ok_depth).unwrap_err().0[0].path, "admin");
     }
 
     #[test]

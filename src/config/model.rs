@@ -210,6 +210,11 @@ pub struct HttpConnectionManager {
     pub upgrade_types: Vec<String>,
     /// `http2_protocol_options` for downstream HTTP/2 connections.
     pub http2: Http2Options,
+    /// `http_protocol_options.accept_http_10` (Envoy default false: HTTP/1.0 gets 426).
+    pub accept_http_10: bool,
+    /// `http_protocol_options.default_host_for_http_10`: the Host for an HTTP/1.0 request that
+    /// has none (`None` when unset or empty). Only meaningful with `accept_http_10`.
+    pub default_host_for_http_10: Option<String>,
 }
 
 #[derive(Debug, Clone)]

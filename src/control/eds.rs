@@ -211,6 +211,16 @@ fn seq<'a>(path: &str, v: Option<&'a Value>) -> Res<&'a [Value]> {
 /// Parses a `DiscoveryResponse` and returns the members of the `ClusterLoadAssignment` named
 /// `service_name`. Errors are `field.path: what is wrong`.
 pub fn parse(text: &str, service_name: &str) -> Res<Update> {
+    // The same guard as the bootstrap's: a deeply nested file would stall the control thread in
+    // the YAML scanner (quadratic in depth) before serde_yaml_ng's own depth limit refuses it.
+    if let Err(at) = crate::config::depth::check(text) {
+        return Err(format!(
+            "(document): nesting deeper than {} levels at line {} column {}",
+            crate::config::depth::MAX_DEPTH,
+            at.line,
+            at.column
+        ));
+    }
     let root: Value =
         serde_yaml_ng::from_str(text).map_err(|e| format!("(document): invalid YAML/JSON: {e}"))?;
     let top = object(
@@ -435,6 +445,10 @@ resources:
         let cla = CLA_TYPE;
         let cases = [
             ("a: [", "(document): invalid YAML/JSON"),
+            (
+                &*format!("resources: {}", "[".repeat(100_000)),
+                "(document): nesting deeper than 128 levels at line 1 column 140",
+            ),
             ("version_info: x", "resources: required field is missing"),
             (
                 "resources: [{cluster_name: svc}]",
