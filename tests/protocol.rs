@@ -191,3 +191,63 @@ fn oversized_head_gets_431_and_long_request_line_414() {
     assert_eq!(r.status, 414, "{r:?}");
     assert_eq!(u.requests(), 0);
 }
+
+/// Envoy's rule for HTTP/1.0 without a host: 426 unless `accept_http_10`, which routes it by
+/// `default_host_for_http_10`. (An HTTP/1.0 request naming its host is served as before.)
+#[test]
+fn http10_without_host_gets_426_unless_accepted_with_a_default_host() {
+    let u = TestUpstream::start();
+    let rw = Ringway::start(&ConfigBuilder::single(&[u.port]).render());
+    let mut c = RawConn::open(rw.listen_port);
+    c.send(b"GET /nohost HTTP/1.0\r\n\r\n").unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 426, "{r:?}");
+    assert!(
+        u.log().iter().all(|q| q.path != "/nohost"),
+        "forwarded anyway"
+    );
+    drop(rw);
+
+    let cfg = ConfigBuilder::single(&[u.port]).hcm_extra(
+        "http_protocol_options:\n  accept_http_10: true\n  default_host_for_http_10: legacy.example",
+    );
+    let rw = Ringway::start(&cfg.render());
+    let mut c = RawConn::open(rw.listen_port);
+    c.send(b"GET /nohost HTTP/1.0\r\n\r\n").unwrap();
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    let seen = u.last_request().unwrap();
+    assert_eq!(seen.path, "/nohost");
+    assert_eq!(seen.header("host"), Some("legacy.example"));
+}
+
+/// An error reply to an oversized request reaches a client that is still sending: the
+/// connection closes with a lingering read, not a reset that would destroy the reply.
+#[test]
+fn oversized_uri_gets_its_414_while_the_client_still_sends() {
+    let u = TestUpstream::start();
+    let rw = Ringway::start(&ConfigBuilder::single(&[u.port]).render());
+    let mut c = RawConn::open(rw.listen_port);
+    let mut req = b"GET /".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 32 * 1024 * 1024));
+    req.extend_from_slice(b" HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Written from another thread: the proxy answers long before the client is done.
+    let mut writer = c.try_clone_stream();
+    let t = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(&req)
+    });
+    let r = c.read_response().unwrap();
+    assert!(
+        r.status == 414 || r.status == 431,
+        "expected the URI refusal, got {r:?}"
+    );
+    // The proxy kept reading what the client sent after its reply: the client's write went
+    // through, where closing on unread bytes would have reset the connection under it.
+    let wrote = t.join().unwrap();
+    assert!(
+        wrote.is_ok(),
+        "the client's write was reset ({wrote:?}): no lingering close"
+    );
+    assert!(c.closed_within(Duration::from_secs(10)));
+}

@@ -280,10 +280,35 @@ async fn read_request(
                 c.head
                     .extend_from_slice(c.rbuf.get(..head.head_len).unwrap_or(&[]));
                 c.rbuf.drain(..head.head_len.min(c.rbuf.len()));
-                return split_target(head, &c.head).or_else(|| {
+                let Some(mut req) = split_target(head, &c.head) else {
                     c.close = true;
-                    None
-                });
+                    return None;
+                };
+                if req.head.version == Version::Http10 && req.authority.is_empty() {
+                    // Envoy: an HTTP/1.0 request without a host is refused with 426 unless
+                    // `accept_http_10`, which routes it by `default_host_for_http_10`.
+                    match (&hcm.default_host_for_http_10, hcm.accept_http_10) {
+                        (Some(host), true) => {
+                            // The host goes after the head in the same buffer, so the request
+                            // keeps pointing into one place.
+                            let start = c.head.len() as u32;
+                            c.head.extend_from_slice(host.as_bytes());
+                            req.authority = Span {
+                                start,
+                                end: c.head.len() as u32,
+                            };
+                        }
+                        (None, true) => {}
+                        (_, false) => {
+                            if let Some(hs) = w.stats().http.get(listener) {
+                                hs.codes.inc(w.index, 426);
+                            }
+                            send_error_and_close(c, 426, b"", hcm).await;
+                            return None;
+                        }
+                    }
+                }
+                return Some(req);
             }
             Ok(None) => {}
             Err(e) => {

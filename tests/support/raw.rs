@@ -44,6 +44,11 @@ pub struct RawConn {
 }
 
 impl RawConn {
+    /// A second handle on the socket, for writing from another thread while this one reads.
+    pub fn try_clone_stream(&self) -> TcpStream {
+        self.writer.try_clone().expect("clone test socket")
+    }
+
     pub fn connect(port: u16) -> io::Result<RawConn> {
         let s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_nodelay(true)?;
