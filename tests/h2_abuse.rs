@@ -127,6 +127,27 @@ fn assert_defended(r: &PyRun) {
     assert_eq!(r.get("defended"), &Value::Bool(true), "{}", r.explain());
 }
 
+/// Ringway's own defence fired (its stat), not only the h2 crate's: the test fails with the
+/// rule switched off.
+fn assert_our_rule_fired(t: &Target, stats: &[&str], r: &PyRun) {
+    let all = t.rw.stats();
+    let fired: u64 = stats
+        .iter()
+        .map(|s| all.get(&format!("http.ingress_http.{s}")).copied().unwrap_or(0))
+        .sum();
+    assert!(
+        fired >= 1,
+        "none of Ringway's counters {stats:?} moved: its own defence did not fire\n{}",
+        r.explain()
+    );
+}
+
+const FLOOD_STATS: [&str; 3] = [
+    "http2.outbound_control_flood",
+    "http2.inbound_empty_frames_flood",
+    "http2.inbound_continuation_frames_flood",
+];
+
 /// No request other than the liveness probe and follow-ups reached the upstream.
 fn assert_only_benign_reached(t: &Target, r: &PyRun) {
     let bad: Vec<_> = t
@@ -163,6 +184,7 @@ fn rapid_reset_is_stopped() {
         .filter(|q| q.path == "/reset")
         .count();
     assert!(reached < 5000, "every reset stream was still proxied");
+    assert_our_rule_fired(&t, &["downstream_rq_too_many_premature_resets"], &r);
 }
 
 #[test]
@@ -170,6 +192,7 @@ fn continuation_flood_is_cut_off() {
     let t = target();
     let r = attack(&t, "continuation", &["--path", "/cont"]);
     assert_defended(&r);
+    assert_our_rule_fired(&t, &FLOOD_STATS, &r);
     let sent = r.get("continuation_bytes").as_u64().unwrap_or(0);
     assert!(
         sent < 64 << 20,
@@ -184,6 +207,7 @@ fn empty_continuation_flood_is_cut_off() {
     let t = target();
     let r = attack(&t, "continuation", &["--empty", "--path", "/cont"]);
     assert_defended(&r);
+    assert_our_rule_fired(&t, &FLOOD_STATS, &r);
     assert_only_benign_reached(&t, &r);
 }
 
@@ -192,6 +216,7 @@ fn ping_flood_is_bounded() {
     let t = target();
     let r = attack(&t, "ping_flood", &[]);
     assert_defended(&r);
+    assert_our_rule_fired(&t, &["http2.outbound_control_flood"], &r);
 }
 
 #[test]
@@ -199,6 +224,7 @@ fn settings_flood_is_bounded() {
     let t = target();
     let r = attack(&t, "settings_flood", &[]);
     assert_defended(&r);
+    assert_our_rule_fired(&t, &["http2.outbound_control_flood"], &r);
 }
 
 #[test]

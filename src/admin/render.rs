@@ -168,7 +168,7 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
                 format!("http.{p}.{}", st.name()),
                 h.get(st),
                 kind_of(st.is_gauge()),
-                format!("envoy_http_{}", st.name()),
+                format!("envoy_http_{}", st.name().replace('.', "_")),
                 vec![tag()],
             );
         }

@@ -44,6 +44,17 @@ pub enum Abuse {
 }
 
 impl Abuse {
+    /// The counter a tripped rule increments (Envoy's names where Envoy has the defence).
+    pub fn stat(self) -> crate::stats::HttpStat {
+        use crate::stats::HttpStat;
+        match self {
+            Abuse::PrematureResets => HttpStat::DownstreamRqTooManyPrematureResets,
+            Abuse::ControlFlood => HttpStat::Http2OutboundControlFlood,
+            Abuse::EmptyFrames => HttpStat::Http2InboundEmptyFramesFlood,
+            Abuse::ContinuationFlood => HttpStat::Http2InboundContinuationFlood,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Abuse::PrematureResets => "too many streams reset by the client",

@@ -54,6 +54,9 @@ enum Event {
     Tick,
 }
 
+/// h2's limit on streams reset while still waiting to be accepted; above FrameGuard's 500.
+const H2_PENDING_ACCEPT_RESETS: usize = 1000;
+
 /// How often the connection loop looks at drain state and idleness.
 const TICK: Duration = Duration::from_secs(1);
 
@@ -86,7 +89,11 @@ pub async fn serve(
         .initial_window_size(hcm.http2.initial_stream_window_size)
         .initial_connection_window_size(hcm.http2.initial_connection_window_size)
         .max_header_list_size(MAX_HEADER_LIST_SIZE)
-        .max_send_buffer_size(MAX_SEND_BUFFER);
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        // Rapid Reset is ours to stop (FrameGuard's premature-reset rule, with its stat): h2's
+        // own pending-accept limit is set above the point where ours trips, so the defence
+        // that fires is the one we count and test.
+        .max_pending_accept_reset_streams(H2_PENDING_ACCEPT_RESETS);
     let handshake = builder.handshake::<_, Bytes>(io);
     let mut conn = match monoio::time::timeout(hcm.request_headers_timeout, handshake).await {
         Ok(Ok(conn)) => conn,
@@ -137,6 +144,7 @@ pub async fn serve(
                 );
                 if let Some(hs) = hs {
                     hs.inc(w.index, HttpStat::DownstreamCxProtocolError);
+                    hs.inc(w.index, abuse.stat());
                 }
                 conn.abrupt_shutdown(Reason::ENHANCE_YOUR_CALM);
                 let flush = poll_fn(|cx| conn.poll_closed(cx));
