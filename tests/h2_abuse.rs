@@ -133,7 +133,11 @@ fn assert_our_rule_fired(t: &Target, stats: &[&str], r: &PyRun) {
     let all = t.rw.stats();
     let fired: u64 = stats
         .iter()
-        .map(|s| all.get(&format!("http.ingress_http.{s}")).copied().unwrap_or(0))
+        .map(|s| {
+            all.get(&format!("http.ingress_http.{s}"))
+                .copied()
+                .unwrap_or(0)
+        })
         .sum();
     assert!(
         fired >= 1,
