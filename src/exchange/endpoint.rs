@@ -23,6 +23,29 @@ use crate::upstream::pool::{ConnectError, UpstreamConn};
 
 use super::retry::AttemptError;
 
+/// The hosts this request's attempts went to (the last few), which a retry avoids whenever
+/// another member will do: Envoy's `previous_hosts` predicate ("reject any host already
+/// attempted"), nginx's `proxy_next_upstream`. Inline, so it costs no allocation.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TriedHosts {
+    addrs: [Option<SocketAddr>; 4],
+    next: usize,
+}
+
+impl TriedHosts {
+    pub fn record(&mut self, addr: SocketAddr) {
+        if self.contains(&addr) {
+            return;
+        }
+        self.addrs[self.next % self.addrs.len()] = Some(addr);
+        self.next += 1;
+    }
+
+    pub fn contains(&self, addr: &SocketAddr) -> bool {
+        self.addrs.iter().any(|a| a.as_ref() == Some(addr))
+    }
+}
+
 /// Feeds one exchange's outcome with `endpoint` to this worker's outlier detection (a no-op for
 /// clusters without `outlier_detection`). Success costs one load of the worker's own slot; a
 /// failure looks the endpoint up in the current members to apply `max_ejection_percent`.
@@ -101,13 +124,13 @@ fn health_mode(w: &Worker, cluster_id: ClusterId) -> (bool, bool) {
 }
 
 /// Load-balances over `endpoints` (the cluster's members): failed and ejected members are
-/// skipped unless the cluster is in panic mode, and `last` (the host the previous attempt of
-/// this request used) whenever another will do.
+/// skipped unless the cluster is in panic mode, and the hosts this request already tried
+/// whenever another will do.
 fn pick_index(
     w: &Worker,
     cluster_id: ClusterId,
     endpoints: &[Arc<Endpoint>],
-    last: Option<SocketAddr>,
+    tried: &TriedHosts,
 ) -> Option<usize> {
     let n = endpoints.len();
     let active = |i: usize| {
@@ -121,7 +144,7 @@ fn pick_index(
         let h = &endpoints[i].health;
         h.flags() & FAILED_ACTIVE_HC == 0 && !h.outlier.is_ejected(w.index)
     };
-    let fresh = |i: usize| last != Some(endpoints[i].addr);
+    let fresh = |i: usize| !tried.contains(&endpoints[i].addr);
     let mut lbs = w.lbs.borrow_mut();
     let lb = lbs.get_mut(cluster_id)?;
     if checked && !panic {
@@ -135,22 +158,24 @@ fn pick_index(
     }
 }
 
-/// Picks an endpoint of `cluster_id` (`fresh_to` when it is still a member).
-/// `last` is updated to the endpoint picked.
+/// Picks an endpoint of `cluster_id` (`fresh_to` when it is still a member) and records it in
+/// `tried`.
 pub fn pick_endpoint(
     w: &Worker,
     cluster_id: ClusterId,
     fresh_to: Option<Arc<Endpoint>>,
-    last: &mut Option<SocketAddr>,
+    tried: &mut TriedHosts,
 ) -> Option<Arc<Endpoint>> {
     if let Some(e) = fresh_to.filter(|e| e.is_member()) {
         return Some(e);
     }
     let membership = w.membership.borrow();
     let members = membership.current.clusters.get(cluster_id)?;
-    let idx = pick_index(w, cluster_id, &members.endpoints, *last)?;
+    let idx = pick_index(w, cluster_id, &members.endpoints, tried)?;
     let picked = members.endpoints.get(idx).cloned();
-    *last = picked.as_ref().map(|e| e.addr);
+    if let Some(e) = &picked {
+        tried.record(e.addr);
+    }
     picked
 }
 
@@ -198,7 +223,7 @@ pub async fn obtain_connection(
     connect_timeout: Duration,
     deadline: Option<Instant>,
     fresh_to: Option<Arc<Endpoint>>,
-    last: &mut Option<SocketAddr>,
+    tried: &mut TriedHosts,
 ) -> Result<UpstreamConn, AttemptError> {
     // Pick by index and look in the pool by address first: the endpoint's `Arc` (shared with
     // other workers) is cloned only when a new connection needs it, so the common path touches
@@ -213,10 +238,10 @@ pub async fn obtain_connection(
                 .clusters
                 .get(cluster_id)
                 .ok_or(AttemptError::Connect)?;
-            let idx = pick_index(w, cluster_id, &members.endpoints, *last)
+            let idx = pick_index(w, cluster_id, &members.endpoints, tried)
                 .ok_or(AttemptError::Connect)?;
             let addr = members.endpoints[idx].addr;
-            *last = Some(addr);
+            tried.record(addr);
             if let Some(conn) = w.pool.borrow_mut().take(cluster_id, &addr, now) {
                 if let Some(cs) = w.stats().clusters.get(cluster_id) {
                     cs.inc(w.index, ClusterStat::UpstreamCxPoolReuse);
@@ -323,5 +348,30 @@ pub async fn obtain_stream_slot(
             report_outcome(w, cluster_id, endpoint, false);
             Err(AttemptError::Protocol)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn tried_hosts_remember_every_attempt_up_to_four() {
+        let mut t = TriedHosts::default();
+        for p in 1..=4 {
+            t.record(addr(p));
+        }
+        assert!((1..=4).all(|p| t.contains(&addr(p))));
+        // Recording a host again does not push another out.
+        t.record(addr(2));
+        assert!(t.contains(&addr(1)));
+        // A fifth replaces the oldest.
+        t.record(addr(5));
+        assert!(t.contains(&addr(5)) && !t.contains(&addr(1)));
+        assert!(!TriedHosts::default().contains(&addr(1)));
     }
 }

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
 use crate::exchange::admission::admit;
-use crate::exchange::endpoint::{obtain_connection, report_outcome};
+use crate::exchange::endpoint::{obtain_connection, report_outcome, TriedHosts};
 use crate::exchange::outcome::failure_reply;
 use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
 use crate::http1::body::ChunkedDecoder;
@@ -188,7 +188,7 @@ pub async fn forward<'w>(
     let policy = retry;
     let mut reuse_retry_used = false;
     let mut fresh_to = None;
-    let mut last_host: Option<std::net::SocketAddr> = None;
+    let mut tried = TriedHosts::default();
     let mut sent_body_bytes = false;
     let outcome = loop {
         creq.retries.back_off(w).await;
@@ -206,7 +206,7 @@ pub async fn forward<'w>(
             cluster.connect_timeout,
             try_deadline,
             fresh_to.take(),
-            &mut last_host,
+            &mut tried,
         )
         .await
         {

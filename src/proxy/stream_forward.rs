@@ -31,7 +31,7 @@ use crate::config::{
 };
 use crate::exchange::admission::{admit, ClusterRequest};
 use crate::exchange::endpoint::{
-    obtain_connection, obtain_stream_slot, pick_endpoint, report_outcome,
+    obtain_connection, obtain_stream_slot, pick_endpoint, report_outcome, TriedHosts,
 };
 use crate::exchange::outcome::failure_reply;
 use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
@@ -295,7 +295,7 @@ pub(crate) async fn attempts<'w>(
     let policy = req.retry;
     let mut reuse_retry_used = false;
     let mut fresh_to: Option<Arc<Endpoint>> = None;
-    let mut last_host: Option<std::net::SocketAddr> = None;
+    let mut tried = TriedHosts::default();
     loop {
         creq.retries.back_off(w).await;
         let attempt_start = Instant::now();
@@ -309,7 +309,7 @@ pub(crate) async fn attempts<'w>(
         let replayable = body.rest.is_none();
         let result = match cluster.protocol {
             UpstreamProtocol::Http2(opts) => {
-                let Some(endpoint) = pick_endpoint(w, cluster_id, fresh_to.take(), &mut last_host)
+                let Some(endpoint) = pick_endpoint(w, cluster_id, fresh_to.take(), &mut tried)
                 else {
                     return Err(AttemptError::Connect);
                 };
@@ -339,7 +339,7 @@ pub(crate) async fn attempts<'w>(
                     cluster.connect_timeout,
                     try_deadline,
                     fresh_to.take(),
-                    &mut last_host,
+                    &mut tried,
                 )
                 .await
                 {
