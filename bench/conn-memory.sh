@@ -31,41 +31,7 @@ RINGWAY=$ROOT/target/release/ringway
 write_backend_conf "$WORK/backend.conf"
 nginx -c "$WORK/backend.conf" -p "$WORK" >/dev/null 2>&1 &
 PIDS+=($!)
-cat >"$WORK/ringway.yaml" <<YAML
-static_resources:
-  listeners:
-  - name: ingress
-    address:
-      socket_address: { address: 127.0.0.1, port_value: $PROXY_PORT }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: backend }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: { address: 127.0.0.1, port_value: $BACKEND_PORT }
-YAML
+write_ringway_conf "$WORK/ringway.yaml"
 "$RINGWAY" -c "$WORK/ringway.yaml" --concurrency 1 --no-pin -l warning >"$WORK/ringway.out" 2>&1 &
 RW=$!
 PIDS+=($RW)

@@ -69,3 +69,43 @@ http {
 }
 EOF
 }
+
+# The Ringway config the single-backend benchmarks put in front of that backend: one listener on
+# PROXY_PORT routing everything to cluster `backend` at BACKEND_PORT. Writes it to $1.
+write_ringway_conf() {
+    cat >"$1" <<YAML
+static_resources:
+  listeners:
+  - name: ingress
+    address:
+      socket_address: { address: 127.0.0.1, port_value: $PROXY_PORT }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                route: { cluster: backend }
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: backend
+    type: STATIC
+    connect_timeout: 1s
+    load_assignment:
+      cluster_name: backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: { address: 127.0.0.1, port_value: $BACKEND_PORT }
+YAML
+}
