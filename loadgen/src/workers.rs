@@ -315,18 +315,20 @@ mod tests {
 
     #[test]
     fn open_loop_shows_a_single_stall_in_the_tail() {
-        // 2000 req/s over 4 connections for 1.5 s (3000 measured requests). One request stalls
+        // 2000 req/s over 4 connections for 2.5 s (5000 measured requests). One request stalls
         // 500 ms; its connection's next ~250 scheduled requests queue behind it with latencies
-        // from ~500 ms down, i.e. ~4% of all requests, so p99.9 (and even p99) must be >= 400 ms.
+        // from ~500 ms down, i.e. ~5% of all requests, so p99.9 (and even p99) must be >= 400 ms.
         // A closed-loop tool would record one slow request out of thousands and hide it.
+        // The stall comes ~0.55 s into the window; the queue behind it drains within about a
+        // second even on a loaded machine, so the last second of the series is clean.
         let addr = origin(1500, Duration::from_millis(500));
         let mode = Mode::Open {
             rate: 2000.0,
             arrivals: Arrivals::Uniform,
         };
-        let s = run(&config(addr, mode, Duration::from_millis(1500))).unwrap();
+        let s = run(&config(addr, mode, Duration::from_millis(2500))).unwrap();
         assert_eq!(s.rec.errors.total(), 0, "{}", s.to_text());
-        assert_eq!(s.rec.sent, 3000, "{}", s.to_text());
+        assert_eq!(s.rec.sent, 5000, "{}", s.to_text());
         assert_eq!(s.rec.completed, s.rec.sent);
         assert!(s.percentile_ms(0.999) >= 400.0, "{}", s.to_text());
         assert!(s.percentile_ms(0.99) >= 300.0, "{}", s.to_text());
@@ -336,10 +338,13 @@ mod tests {
         // Hundreds of requests carry the stall, not just the one that hit it.
         // (~250 queued behind it at 2 ms per connection tick, ~200 of them >= 100 ms.)
         assert!(slow(&s) > 150, "{}", s.to_text());
-        // The per-second series shows the stall in exactly the seconds it happened.
+        // The per-second series shows the stall in the seconds it happened and not in all of
+        // them. (The bound for a clean second is half the stall, not a few ms: on a loaded CI
+        // machine the scheduler alone can hold a request back for tens of milliseconds, and an
+        // open loop rightly counts that too.)
         let series = s.timeline.series();
         assert!(series.iter().any(|p| p.max_ms >= 490.0), "{series:?}");
-        assert!(series.iter().any(|p| p.max_ms < 100.0), "{series:?}");
+        assert!(series.iter().any(|p| p.max_ms < 250.0), "{series:?}");
     }
 
     /// Requests that took at least 100 ms.
