@@ -196,9 +196,9 @@ fn continuation_flood_is_cut_off() {
     let t = target();
     let r = attack(&t, "continuation", &["--path", "/cont"]);
     assert_defended(&r);
-    // With 16 KiB frames the h2 crate's own CONTINUATION limit, derived from the 16 KiB header
-    // list size Ringway configures, trips after a few frames, before FrameGuard's 64-frame rule
-    // (whose own test is the empty-frame variant below).
+    // FrameGuard's limit equals the one h2 derives from the 16 KiB header list size, and the
+    // guard sees each frame first, so the rule that cuts this off is ours, and counted.
+    assert_our_rule_fired(&t, &FLOOD_STATS, &r);
     let sent = r.get("continuation_bytes").as_u64().unwrap_or(0);
     assert!(
         sent < 64 << 20,

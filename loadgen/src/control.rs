@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::cli::parse_url;
+use crate::url::parse_url;
 
 /// Timeout for connect, write and read of one control call.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(3);

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 use monoio_compat::StreamWrapper;
 
-use crate::conn::{count_unsent, record_outcome, Failure, Pacing, Plan};
 use crate::net::{self, Stream};
+use crate::plan::{count_unsent, record_outcome, Failure, H2Plan, Pacing, Plan};
 use crate::report::Recorder;
 
 /// Buffer sizes of the compat wrapper: at least one 16 KiB frame per read or write.
@@ -33,28 +33,6 @@ const WRAPPER_BUFFER: usize = 32 * 1024;
 /// Stream and connection receive windows: large enough that a response body never waits for a
 /// WINDOW_UPDATE round trip on a loopback benchmark.
 const WINDOW: u32 = 4 * 1024 * 1024;
-
-/// The HTTP/2 part of a run: the request every stream sends and the streams per connection.
-#[derive(Debug, Clone)]
-pub struct H2Plan {
-    pub method: http::Method,
-    pub uri: http::Uri,
-    pub headers: http::HeaderMap,
-    pub body: Bytes,
-    pub streams: usize,
-}
-
-impl H2Plan {
-    fn request(&self) -> Result<http::Request<()>, Failure> {
-        let mut req = http::Request::builder()
-            .method(self.method.clone())
-            .uri(self.uri.clone())
-            .body(())
-            .map_err(|_| Failure::Protocol)?;
-        *req.headers_mut() = self.headers.clone();
-        Ok(req)
-    }
-}
 
 #[derive(Clone)]
 struct H2Conn {

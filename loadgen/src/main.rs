@@ -9,13 +9,16 @@ mod demo;
 mod h1;
 mod h2conn;
 mod net;
+mod plan;
 mod progress;
 mod report;
 mod run;
 mod schedule;
 mod svg;
 mod timeline;
+mod units;
 mod upstream;
+mod url;
 mod workers;
 
 use std::process::ExitCode;

@@ -15,22 +15,13 @@ use serde_json::json;
 use crate::churn::{Action, Event};
 use crate::svg;
 use crate::timeline::{Phase, Timeline};
+pub use crate::units::{new_histogram, MAX_LATENCY_US};
 
 /// Churn phase length after each churn action (see `timeline` for the exact definition).
 pub const DEFAULT_CHURN_WINDOW: Duration = Duration::from_secs(1);
 /// Status codes always present in the JSON error breakdown, zero or not, so runs compare
 /// column by column.
 const ALWAYS_REPORTED_STATUS: [u16; 4] = [500, 502, 503, 504];
-
-/// Highest latency the histogram tracks; larger values are clamped to it (and show as max).
-pub const MAX_LATENCY_US: u64 = 60_000_000;
-
-/// New latency histogram (µs, 1 µs .. 60 s, 3 significant digits).
-pub fn new_histogram() -> Histogram<u64> {
-    // Constant, valid bounds (low >= 1, high >= 2 * low, 3 digits): this cannot fail, and no
-    // input reaches it.
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("constant histogram bounds are valid")
-}
 
 /// Errors by kind. Status errors keep their code.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use crate::report::MAX_LATENCY_US;
+use crate::units::MAX_LATENCY_US;
 
 /// Upper bound on buckets per run (memory: ~20 KB per non-empty bucket per thread).
 pub const MAX_BUCKETS: u64 = 600;

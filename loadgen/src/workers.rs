@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
 
 use crate::cli::{Config, Mode};
-use crate::conn::{self, Pacing, Plan};
+use crate::conn;
+use crate::plan::{Pacing, Plan};
 use crate::progress::{self, Live};
 use crate::report::{Recorder, Summary};
 use crate::schedule::Schedule;

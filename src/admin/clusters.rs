@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Bootstrap, CircuitBreakers};
 use crate::stats::EndpointStat;
-use crate::upstream::health::{EJECTED_OUTLIER, FAILED_ACTIVE_HC};
+use crate::upstream::endpoint_health::{EJECTED_OUTLIER, FAILED_ACTIVE_HC};
 use crate::upstream::membership::MembershipSnapshot;
 
 fn thresholds(cb: &CircuitBreakers) -> [(&'static str, u32); 4] {

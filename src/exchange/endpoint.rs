@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{ClusterId, Http2Options};
+use crate::http1::parse::ResponseHead;
 use crate::http2::client::{H2ConnectError, H2Pool, StreamSlot};
 use crate::proxy::worker::Worker;
 use crate::stats::{ClusterStat, EndpointStat};
 use crate::upstream::admission::{Breaker, BreakerHold};
-use crate::upstream::health::FAILED_ACTIVE_HC;
+use crate::upstream::endpoint_health::FAILED_ACTIVE_HC;
 use crate::upstream::membership::Endpoint;
 use crate::upstream::outlier::{self, Verdict};
 use crate::upstream::pool::{ConnectError, UpstreamConn};
@@ -348,6 +349,28 @@ pub async fn obtain_stream_slot(
             report_outcome(w, cluster_id, endpoint, false);
             Err(AttemptError::Protocol)
         }
+    }
+}
+
+/// After an exchange that ended at a message boundary: pools the connection when the upstream
+/// keeps it alive, nothing unread is left (`drained`) and `max_requests_per_connection` allows,
+/// with an idle time within the upstream's own `Keep-Alive: timeout`; otherwise closes it.
+pub(crate) fn release_upstream(w: &Worker, conn: UpstreamConn, head: &ResponseHead, drained: bool) {
+    let cluster = w.shared.config.clusters.get(conn.cluster);
+    let max_rq = cluster.and_then(|c| c.max_requests_per_connection);
+    if head.keep_alive && drained && max_rq.is_none_or(|m| conn.requests < m) {
+        let mut idle = cluster.map_or(Duration::from_secs(3600), |c| c.idle_timeout);
+        if let Some(secs) = head.keep_alive_timeout {
+            // Leave a margin so we never send on a connection the upstream is about to close.
+            let theirs = Duration::from_millis(u64::from(secs) * 1000)
+                .saturating_sub(Duration::from_millis(500));
+            idle = idle.min(theirs);
+        }
+        w.pool.borrow_mut().put(conn, idle, Instant::now());
+    } else {
+        w.pool
+            .borrow_mut()
+            .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
     }
 }
 

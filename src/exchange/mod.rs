@@ -12,7 +12,8 @@
 //! 4. **failures** ([`outcome`]): Envoy's local reply, response flag and stat for each way an
 //!    attempt can fail;
 //! 5. **idleness** ([`watchdog`]): progress stamps and one watchdog per exchange for
-//!    `stream_idle_timeout`.
+//!    `stream_idle_timeout`;
+//! 6. **the record** ([`request_log`]): what the access-log line and stats of the request say.
 //!
 //! The forwarders in `proxy::forward` (HTTP/1.1 clients) and `proxy::stream_forward` (HTTP/2
 //! streams) drive these phases with their codec's I/O.
@@ -20,5 +21,6 @@
 pub mod admission;
 pub mod endpoint;
 pub mod outcome;
+pub mod request_log;
 pub mod retry;
 pub mod watchdog;

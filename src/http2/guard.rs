@@ -21,7 +21,27 @@ use std::time::{Duration, Instant};
 pub const RESET_MIN_STREAMS: u64 = 500;
 pub const MAX_CONTROL_FRAMES_PER_SEC: u32 = 1_000;
 pub const MAX_CONSECUTIVE_EMPTY: u32 = 100;
-pub const MAX_CONTINUATIONS: u32 = 64;
+/// Enough CONTINUATION frames for any header block within [`MAX_HEADER_LIST_SIZE`] at the
+/// default 16 KiB frame size, with a quarter for imperfect packing and at least 5: the limit
+/// the h2 crate derives for itself from the same setting. Equal limits make this rule the one
+/// that fires: the guard sees a frame's header before h2 sees the frame, and hides the read
+/// that trips it, so h2 never counts past its own limit first (with a looser rule here, a flood
+/// split over several reads was cut off by h2, uncounted).
+///
+/// [`MAX_HEADER_LIST_SIZE`]: super::MAX_HEADER_LIST_SIZE
+pub const MAX_CONTINUATIONS: u32 = {
+    let frames = super::MAX_HEADER_LIST_SIZE / DEFAULT_FRAME_SIZE;
+    let frames = if frames == 0 { 1 } else { frames };
+    let limit = frames + (frames >> 2);
+    if limit < 5 {
+        5
+    } else {
+        limit
+    }
+};
+
+/// SETTINGS_MAX_FRAME_SIZE's initial value (RFC 9113 §6.5.2); Ringway does not raise it.
+const DEFAULT_FRAME_SIZE: u32 = 16_384;
 
 const FRAME_HEADER: usize = 9;
 const DATA: u8 = 0x0;

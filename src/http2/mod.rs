@@ -9,6 +9,7 @@
 pub mod client;
 pub mod guard;
 pub mod io;
+pub mod send;
 pub mod server;
 
 /// `SETTINGS_MAX_HEADER_LIST_SIZE` we advertise and enforce: 16 KiB, where `h2`'s default of

@@ -12,6 +12,7 @@ use std::rc::Rc;
 use monoio::net::TcpStream;
 
 use crate::config::CodecType;
+use crate::proxy::h2_downstream::ConnCtx;
 use crate::proxy::io::{read_append_until, IoFail};
 use crate::proxy::worker::Worker;
 use crate::stats::{HttpStat, ListenerStat};
@@ -44,7 +45,7 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: Socket
         },
     };
     let _ssl_active = stream.is_tls().then(|| SslActive::new(w, listener));
-    let mut initial = Vec::with_capacity(super::http1_conn::IDLE_READ_BYTES);
+    let mut initial = Vec::with_capacity(super::h1_downstream::IDLE_READ_BYTES);
     let codec = match (hcm.codec_type, stream.alpn().as_deref()) {
         (CodecType::Http1, _) => Codec::Http1,
         (CodecType::Http2, _) => Codec::Http2,
@@ -77,7 +78,18 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: Socket
             super::http1_conn::serve(w, listener, stream, peer, local, initial).await;
         }
         Codec::Http2 => {
-            crate::http2::server::serve(w, listener, stream, peer, local, initial).await;
+            let ctx = Rc::new(ConnCtx {
+                listener,
+                peer,
+                local,
+                peer_ip: peer.ip().to_string().into_bytes(),
+                tls: stream.is_tls(),
+            });
+            let handle = |req, respond| {
+                let (w, ctx) = (w.clone(), ctx.clone());
+                async move { super::h2_conn::serve_stream(&w, &ctx, req, respond).await }
+            };
+            crate::http2::server::serve(w, listener, stream, peer, initial, handle).await;
         }
     }
 }

@@ -22,51 +22,29 @@
 //! `rq_active`) is a guard, so returning early or being dropped releases it.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
 use crate::exchange::admission::admit;
-use crate::exchange::endpoint::{obtain_connection, report_outcome, TriedHosts};
+use crate::exchange::endpoint::{obtain_connection, release_upstream, report_outcome, TriedHosts};
 use crate::exchange::outcome::failure_reply;
+use crate::exchange::request_log::RequestLog;
 use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{write_chunk, write_last_chunk};
 use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead, Version};
 use crate::proxy::flags::ResponseFlags;
+use crate::proxy::h1_downstream::{body_deadline, local_reply, BodyPlan, Downstream, Request};
 use crate::proxy::headers::{
     write_downstream_response, write_upstream_request, DownstreamFraming, DownstreamResponse,
     Mutations, UpstreamRequest,
 };
-use crate::proxy::http1_conn::{local_reply, Downstream, Request, RequestLog};
 use crate::proxy::io::{read_append_until, write_all_until, write_prefix_until, IoFail};
 use crate::proxy::tunnel::Upgraded;
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::{ClusterStat, EndpointStat};
 use crate::upstream::pool::UpstreamConn;
-
-/// How the request body travels.
-pub(crate) enum BodyPlan {
-    /// No body.
-    Empty,
-    /// Whole body in memory: `Length` bodies at the front of `rbuf`, chunked ones re-encoded in
-    /// `body`. Replayable.
-    BufferedLength(u64),
-    BufferedChunked,
-    /// Streams from the client while sending; not replayable after the first body byte.
-    StreamLength(u64),
-    /// The decoded-and-re-encoded prefix is in `body`; the decoder carries on from there.
-    StreamChunked(ChunkedDecoder),
-}
-
-impl BodyPlan {
-    fn buffered(&self) -> bool {
-        matches!(
-            self,
-            BodyPlan::Empty | BodyPlan::BufferedLength(_) | BodyPlan::BufferedChunked
-        )
-    }
-}
 
 /// A response head the upstream sent, and whether it came before the request body was all
 /// sent (an early answer: the upstream connection is spent and the client's body unread).
@@ -440,11 +418,6 @@ async fn plan_body(
     }
 }
 
-/// When a body read must have made progress: the connection manager's `stream_idle_timeout`.
-pub(crate) fn body_deadline(c: &Downstream) -> Option<Instant> {
-    (!c.stream_idle_timeout.is_zero()).then(|| Instant::now() + c.stream_idle_timeout)
-}
-
 /// One try: send the request on `conn`, read the response head.
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
@@ -770,28 +743,6 @@ async fn relay_response(
         return;
     }
     release_upstream(w, conn, &head, c.ubuf.is_empty());
-}
-
-/// After an exchange that ended at a message boundary: pools the connection when the upstream
-/// keeps it alive, nothing unread is left (`drained`) and `max_requests_per_connection` allows,
-/// with an idle time within the upstream's own `Keep-Alive: timeout`; otherwise closes it.
-pub(crate) fn release_upstream(w: &Worker, conn: UpstreamConn, head: &ResponseHead, drained: bool) {
-    let cluster = w.shared.config.clusters.get(conn.cluster);
-    let max_rq = cluster.and_then(|c| c.max_requests_per_connection);
-    if head.keep_alive && drained && max_rq.is_none_or(|m| conn.requests < m) {
-        let mut idle = cluster.map_or(Duration::from_secs(3600), |c| c.idle_timeout);
-        if let Some(secs) = head.keep_alive_timeout {
-            // Leave a margin so we never send on a connection the upstream is about to close.
-            let theirs = Duration::from_millis(u64::from(secs) * 1000)
-                .saturating_sub(Duration::from_millis(500));
-            idle = idle.min(theirs);
-        }
-        w.pool.borrow_mut().put(conn, idle, Instant::now());
-    } else {
-        w.pool
-            .borrow_mut()
-            .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
-    }
 }
 
 /// Relays the upstream's `101 Switching Protocols` head to the client. Returns the upstream

@@ -13,107 +13,30 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use h2::{RecvStream, SendStream};
+use h2::RecvStream;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response};
 
 use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
 use crate::exchange::admission::ClusterRequest;
 use crate::exchange::outcome::failure_reply;
-use crate::exchange::retry::AttemptError;
+use crate::exchange::request_log::RequestLog;
 use crate::exchange::watchdog::Activity;
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{write_chunk, write_header, write_last_chunk, write_status_line};
 use crate::http1::parse::{Method, Version};
-use crate::http2::server::{is_grpc, ConnCtx, StreamHead};
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::forward::{body_deadline, BodyPlan};
+use crate::proxy::h1_downstream::{local_reply, Downstream, Request};
+use crate::proxy::h1_downstream::{BodyPlan, H1BodyRest, RestFraming};
+use crate::proxy::h2_downstream::{is_grpc, ConnCtx, StreamHead};
 use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
-use crate::proxy::http1_conn::{local_reply, Downstream, Request, RequestLog};
-use crate::proxy::io::{read_append_until, write_all};
+use crate::proxy::io::write_all;
 use crate::proxy::stream_forward::{
-    attempts, finish_response_headers, log_response_head, send_all, BodyRest, RequestBody,
-    StreamRequest, Upstream,
+    attempts, finish_response_headers, log_response_head, BodyRest, RequestBody, StreamRequest,
+    Upstream,
 };
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
-
-/// The unread rest of an HTTP/1.1 request body, read from the client as it is forwarded.
-pub struct H1BodyRest<'a> {
-    c: &'a mut Downstream,
-    framing: RestFraming,
-}
-
-enum RestFraming {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-}
-
-impl H1BodyRest<'_> {
-    /// Forwards the rest of the body onto `up` and ends the stream.
-    pub(crate) async fn pump(
-        &mut self,
-        up: &mut SendStream<Bytes>,
-        chunk: usize,
-        activity: &Activity,
-    ) -> Result<(), AttemptError> {
-        let reset = |_| AttemptError::Reset {
-            before_response: false,
-        };
-        let mut decoded = Vec::new();
-        loop {
-            let done = match &mut self.framing {
-                RestFraming::Length(remaining) => {
-                    let take = usize::try_from(*remaining)
-                        .unwrap_or(usize::MAX)
-                        .min(self.c.rbuf.len());
-                    if take > 0 {
-                        let data = Bytes::copy_from_slice(&self.c.rbuf[..take]);
-                        self.c.rbuf.drain(..take);
-                        *remaining -= take as u64;
-                        send_all(up, data, *remaining == 0, activity)
-                            .await
-                            .map_err(reset)?;
-                        if *remaining == 0 {
-                            return Ok(());
-                        }
-                    }
-                    *remaining == 0
-                }
-                RestFraming::Chunked(dec) => {
-                    decoded.clear();
-                    let Ok(consumed) = dec.feed(&self.c.rbuf, &mut decoded, false) else {
-                        self.c.close = true;
-                        return Err(AttemptError::BadBody);
-                    };
-                    self.c.rbuf.drain(..consumed);
-                    let done = dec.is_done();
-                    if !decoded.is_empty() || done {
-                        send_all(up, Bytes::copy_from_slice(&decoded), done, activity)
-                            .await
-                            .map_err(reset)?;
-                    }
-                    if done {
-                        return Ok(());
-                    }
-                    false
-                }
-            };
-            if done {
-                up.send_data(Bytes::new(), true)
-                    .map_err(|_| AttemptError::Reset {
-                        before_response: false,
-                    })?;
-                return Ok(());
-            }
-            let buf = std::mem::take(&mut self.c.rbuf);
-            let until = body_deadline(self.c);
-            let (res, buf) = read_append_until(&mut self.c.stream, buf, chunk, until).await;
-            self.c.rbuf = buf;
-            res.map_err(|_| AttemptError::Downstream)?;
-        }
-    }
-}
 
 /// The HTTP/1.1 request as `http` parts (method, path, fields; `host` moves to `:authority`).
 fn request_parts(c: &Downstream, req: &Request) -> Option<http::request::Parts> {

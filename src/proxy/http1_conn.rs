@@ -21,109 +21,20 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::transport::Transport;
 
-use crate::access_log::LogContext;
 use crate::config::{ForwardAction, HttpConnectionManager, RouteAction};
-use crate::http1::encode::{write_header, write_status_line};
-use crate::http1::parse::{parse_request, BodyFraming, Limits, Method, RequestHead, Version};
-use crate::http1::{HeadView, HeaderLookup, HeaderSpan, Span};
+use crate::exchange::request_log::{log_request, LoggedConnection, RequestLog};
+use crate::http1::parse::{parse_request, BodyFraming, Limits, RequestHead, Version};
+use crate::http1::{HeaderSpan, Span};
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::grpc;
-use crate::proxy::headers::{write_framing_and_connection, DownstreamFraming, Mutations};
+use crate::proxy::h1_downstream::{
+    body_deadline, local_reply, write_local_reply, Downstream, Request, IDLE_READ_BYTES,
+};
+use crate::proxy::headers::Mutations;
 use crate::proxy::io::{read_append_until, write_all_until, IoFail};
 use crate::proxy::tunnel::Upgraded;
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::HttpStat;
-
-/// The read buffer an idle connection keeps: enough for a typical request head, small enough
-/// that ten thousand idle connections cost little.
-pub const IDLE_READ_BYTES: usize = 2048;
-
-/// The downstream connection and its reusable buffers.
-pub struct Downstream {
-    pub stream: Transport,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-    /// Unconsumed bytes from the client, starting at index 0.
-    pub rbuf: Vec<u8>,
-    /// The current request's head, moved out of `rbuf` so the body can stream behind it.
-    pub head: Vec<u8>,
-    pub headers: Vec<HeaderSpan>,
-    /// Outgoing bytes to the client.
-    pub out: Vec<u8>,
-    /// Peer IP as text, written once per connection.
-    pub peer_ip: Vec<u8>,
-    /// Set when the connection must close after the current response.
-    pub close: bool,
-    /// The client may still be sending (a body we did not read, a request we refused): close
-    /// with a lingering read so it receives our answer instead of a reset.
-    pub linger: bool,
-    /// Bytes read from the upstream for the current exchange.
-    pub ubuf: Vec<u8>,
-    pub uheaders: Vec<HeaderSpan>,
-    /// Request body kept for retries (re-encoded when chunked).
-    pub body: Vec<u8>,
-    /// Small scratch space (rewritten path, request id).
-    pub scratch: Vec<u8>,
-    /// The connection manager's `stream_idle_timeout`: how long a body may stall.
-    pub stream_idle_timeout: Duration,
-}
-
-/// What one request's access-log line and stats need, filled in as the request goes.
-pub struct RequestLog<'r> {
-    pub start: Instant,
-    pub start_time: SystemTime,
-    pub status: u16,
-    pub flags: ResponseFlags,
-    pub bytes_received: u64,
-    pub bytes_sent: u64,
-    pub upstream_host: Option<SocketAddr>,
-    pub cluster: Option<usize>,
-    pub upstream_service_time: Option<Duration>,
-    /// Borrowed from the route configuration (no copy per request).
-    pub route_name: &'r str,
-    /// Response head as sent (for %RESP(X)%), offsets into `response_head`.
-    pub response_head: Vec<u8>,
-    pub response_headers: Vec<HeaderSpan>,
-    /// The x-request-id we generated (empty when the client sent one or none was generated).
-    pub generated_request_id: Vec<u8>,
-}
-
-/// The request as the upstream saw it, for the access log: the client's head plus what the
-/// proxy added (a generated x-request-id), as Envoy's %REQ(X)% shows mutated request headers.
-pub struct LoggedRequest<'a> {
-    pub view: &'a dyn HeaderLookup,
-    pub generated_request_id: &'a [u8],
-}
-
-impl HeaderLookup for LoggedRequest<'_> {
-    fn get(&self, name: &str) -> Option<&[u8]> {
-        if name == "x-request-id" && !self.generated_request_id.is_empty() {
-            return Some(self.generated_request_id);
-        }
-        self.view.get(name)
-    }
-}
-
-/// The parsed request, with the request-line parts the rest of the path needs.
-pub struct Request {
-    pub head: RequestHead,
-    pub authority: Span,
-    pub path: Span,
-}
-
-impl Request {
-    pub fn view<'a>(&self, head: &'a [u8], headers: &'a [HeaderSpan]) -> HeadView<'a> {
-        HeadView {
-            buf: head,
-            headers,
-            method: self.head.method_span.get(head),
-            path: self.path.get(head),
-            authority: Some(self.authority.get(head)).filter(|a| !a.is_empty()),
-            scheme: b"http",
-        }
-    }
-}
 
 /// Serves one accepted connection until it closes.
 pub async fn serve(
@@ -427,39 +338,9 @@ async fn send_error_and_close(
         false,
         &[],
     );
-    let until = crate::proxy::forward::body_deadline(c);
+    let until = body_deadline(c);
     let (_, out) = write_all_until(&mut c.stream, out, until).await;
     c.out = out;
-}
-
-/// Serialises a local reply (Envoy's: text/plain body, `server` header).
-#[allow(clippy::too_many_arguments)]
-pub fn write_local_reply(
-    out: &mut Vec<u8>,
-    version: Version,
-    status: u16,
-    body: &[u8],
-    server_name: &[u8],
-    close: bool,
-    keep_alive_10: bool,
-    extra: &[(&[u8], &[u8])],
-) {
-    write_status_line(out, version, status);
-    if !body.is_empty() {
-        write_header(out, b"content-type", b"text/plain");
-    }
-    write_header(out, b"server", server_name);
-    for (k, v) in extra {
-        write_header(out, k, v);
-    }
-    write_framing_and_connection(
-        out,
-        DownstreamFraming::Length(body.len() as u64),
-        None,
-        close,
-        keep_alive_10,
-    );
-    out.extend_from_slice(body);
 }
 
 /// Routes and serves one parsed request, then logs it. `Some`: the upstream accepted an
@@ -695,147 +576,4 @@ fn write_access_log(
         local: c.local,
     };
     log_request(w, &conn, &head_view, log, elapsed);
-}
-
-/// The connection-level facts an access-log line needs, whatever the codec.
-pub struct LoggedConnection {
-    pub listener: usize,
-    pub protocol: &'static str,
-    pub peer: SocketAddr,
-    pub local: SocketAddr,
-}
-
-/// Writes one access-log line per configured log of the listener for a finished request
-/// (`request` as the client sent it; the generated request id is added here).
-pub fn log_request(
-    w: &Worker,
-    conn: &LoggedConnection,
-    request: &dyn HeaderLookup,
-    log: &RequestLog<'_>,
-    elapsed: Duration,
-) {
-    let formats = match w.shared.access_logs.get(conn.listener) {
-        Some(f) if !f.is_empty() => f,
-        _ => return,
-    };
-    let mut sink = w.access_log.borrow_mut();
-    let Some(sink) = sink.as_mut() else {
-        return;
-    };
-    let request_view = LoggedRequest {
-        view: request,
-        generated_request_id: &log.generated_request_id,
-    };
-    let response_view = HeadView {
-        buf: &log.response_head,
-        headers: &log.response_headers,
-        method: b"",
-        path: b"",
-        authority: None,
-        scheme: b"",
-    };
-    let cluster_name = log
-        .cluster
-        .and_then(|i| w.shared.config.clusters.get(i))
-        .map_or("", |c| c.name.as_str());
-    let ctx = LogContext {
-        start_time: log.start_time,
-        request: &request_view as &dyn HeaderLookup,
-        response: &response_view as &dyn HeaderLookup,
-        protocol: conn.protocol,
-        response_code: log.status,
-        response_flags: log.flags,
-        bytes_received: log.bytes_received,
-        bytes_sent: log.bytes_sent,
-        duration: elapsed,
-        upstream_service_time: log.upstream_service_time,
-        upstream_host: log.upstream_host,
-        upstream_cluster: cluster_name,
-        downstream_remote: conn.peer,
-        downstream_local: conn.local,
-        route_name: log.route_name,
-    };
-    for (file, format) in formats {
-        sink.log(*file, format, &ctx);
-    }
-}
-
-/// Sends a locally generated response. When the request has a body we have not read, the
-/// connection closes afterwards so that body is never taken for the next request. A gRPC
-/// request (content-type `application/grpc...`) gets Envoy's gRPC-shaped reply instead: 200,
-/// `grpc-status` mapped from `status`, `body` as `grpc-message` (see `proxy::grpc`).
-#[allow(clippy::too_many_arguments)]
-pub async fn local_reply(
-    c: &mut Downstream,
-    req: &Request,
-    log: &mut RequestLog<'_>,
-    status: u16,
-    body: &[u8],
-    hcm: &HttpConnectionManager,
-    body_unread: bool,
-    extra: &[(&[u8], &[u8])],
-) {
-    if body_unread {
-        c.close = true;
-        c.linger = true;
-    }
-    let is_head = req.head.method == Method::Head;
-    let keep_alive_10 = req.head.version == Version::Http10 && !c.close;
-    let mut out = std::mem::take(&mut c.out);
-    out.clear();
-    let content_type = c
-        .headers
-        .iter()
-        .find(|h| h.name.get(&c.head).eq_ignore_ascii_case(b"content-type"))
-        .map(|h| h.value.get(&c.head));
-    let (status, body) = if grpc::is_grpc_content_type(content_type) {
-        // Envoy's gRPC local reply: 200, trailers-only, the body text as grpc-message.
-        let mut grpc_headers = Vec::with_capacity(3);
-        grpc::local_reply_headers(status, body, &mut grpc_headers);
-        let mut all: Vec<(&[u8], &[u8])> = grpc_headers
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_slice()))
-            .collect();
-        all.extend_from_slice(extra);
-        write_status_line(&mut out, req.head.version, 200);
-        write_header(&mut out, b"server", hcm.server_name.as_bytes());
-        for (k, v) in &all {
-            write_header(&mut out, k, v);
-        }
-        write_framing_and_connection(
-            &mut out,
-            DownstreamFraming::Length(0),
-            None,
-            c.close,
-            keep_alive_10,
-        );
-        (200, &b""[..])
-    } else {
-        write_local_reply(
-            &mut out,
-            req.head.version,
-            status,
-            body,
-            hcm.server_name.as_bytes(),
-            c.close,
-            keep_alive_10,
-            extra,
-        );
-        (status, body)
-    };
-    if is_head {
-        out.truncate(out.len() - body.len());
-    }
-    let until = crate::proxy::forward::body_deadline(c);
-    let (res, out) = write_all_until(&mut c.stream, out, until).await;
-    c.out = out;
-    if res.is_err() {
-        c.close = true;
-        log.flags
-            .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
-    }
-    log.status = status;
-    if !is_head {
-        log.bytes_sent += body.len() as u64;
-    }
 }

@@ -1,11 +1,33 @@
-//! The proxy proper: per-connection HTTP handling, routing, header rewrites, retries.
+//! The proxy proper: downstream connections, routing, forwarding, and the worker they run on.
+//!
+//! A request's path, by file:
+//! - `worker_loop.rs`: the worker thread's accept loops; `worker.rs`: the state it lends to
+//!   every request (pools, balancers, stats shard, buffers).
+//! - `connection.rs`: one accepted connection: TLS handshake, then the codec (ALPN, or the
+//!   HTTP/2 preface on a plain AUTO listener).
+//! - HTTP/1.1 clients: `http1_conn.rs` (the connection loop: read a head, route, answer or
+//!   forward) with `h1_downstream.rs` (the client's connection, request, local replies, body).
+//! - HTTP/2 clients: `http2::server` drives the codec and yields streams to `h2_conn.rs` (one
+//!   stream: check, route, answer or forward) with `h2_downstream.rs` (the stream's head and
+//!   local replies).
+//! - Forwarding: `forward.rs` (HTTP/1.1 client to HTTP/1.1 cluster), `h1_to_h2.rs` (HTTP/1.1
+//!   client to HTTP/2 cluster, through the stream forwarder), `stream_forward.rs` (HTTP/2 client
+//!   to either), `tunnel.rs` (after an upgrade). Their shared phases (admission, endpoint and
+//!   connection, retries, failure replies, the idle watchdog, the request log) are
+//!   `crate::exchange`.
+//! - `router.rs`, `domains.rs`: virtual hosts and routes; `headers.rs`: header mutations and
+//!   framing; `grpc.rs`: gRPC-shaped local replies; `flags.rs`: Envoy's response flags;
+//!   `io.rs`: reads and writes with deadlines.
 
 pub mod connection;
 pub mod domains;
 pub mod flags;
 pub mod forward;
 pub mod grpc;
+pub mod h1_downstream;
 pub mod h1_to_h2;
+pub mod h2_conn;
+pub mod h2_downstream;
 pub mod headers;
 pub mod http1_conn;
 pub mod io;
@@ -13,3 +35,4 @@ pub mod router;
 pub mod stream_forward;
 pub mod tunnel;
 pub mod worker;
+pub mod worker_loop;

@@ -31,9 +31,11 @@ use crate::config::{
 };
 use crate::exchange::admission::{admit, ClusterRequest};
 use crate::exchange::endpoint::{
-    obtain_connection, obtain_stream_slot, pick_endpoint, report_outcome, TriedHosts,
+    obtain_connection, obtain_stream_slot, pick_endpoint, release_upstream, report_outcome,
+    TriedHosts,
 };
 use crate::exchange::outcome::failure_reply;
+use crate::exchange::request_log::RequestLog;
 use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
 use crate::exchange::watchdog::{idle_watchdog, Activity};
 use crate::http1::body::ChunkedDecoder;
@@ -41,11 +43,11 @@ use crate::http1::encode::{is_hop_by_hop, write_chunk_size, write_header};
 use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead};
 use crate::http1::HeaderSpan;
 use crate::http2::client::StreamSlot;
-use crate::http2::server::{local_reply, ConnCtx, StreamHead};
+use crate::http2::send::send_all;
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::forward::release_upstream;
+use crate::proxy::h1_downstream::H1BodyRest;
+use crate::proxy::h2_downstream::{local_reply, ConnCtx, StreamHead};
 use crate::proxy::headers::Mutations;
-use crate::proxy::http1_conn::RequestLog;
 use crate::proxy::io::{read_append_until, write_all_until, IoFail};
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
@@ -79,7 +81,7 @@ pub(crate) enum BodyRest<'a> {
     /// The client's HTTP/2 stream.
     H2(RecvStream),
     /// An HTTP/1.1 client's connection (see `h1_to_h2`).
-    H1(crate::proxy::h1_to_h2::H1BodyRest<'a>),
+    H1(H1BodyRest<'a>),
 }
 
 impl RequestBody<'_> {
@@ -109,12 +111,6 @@ impl Upstream {
             Upstream::H1 { head, .. } => head.status,
         }
     }
-}
-
-/// Why sending data to a peer stopped.
-#[derive(Debug)]
-pub(crate) enum SendFail {
-    Reset,
 }
 
 /// Serves `req` from its cluster and answers on `respond`, under the connection manager's
@@ -751,37 +747,6 @@ async fn pump_request_body(
         }
         None => {}
     }
-}
-
-/// Sends `data` as the peer's flow-control window allows, stamping `activity` as window is
-/// granted (a peer that grants none leaves it unstamped for the idle watchdog).
-pub(crate) async fn send_all(
-    s: &mut SendStream<Bytes>,
-    mut data: Bytes,
-    end: bool,
-    activity: &Activity,
-) -> Result<(), SendFail> {
-    if data.is_empty() {
-        if end {
-            s.send_data(data, true).map_err(|_| SendFail::Reset)?;
-        }
-        return Ok(());
-    }
-    while !data.is_empty() {
-        s.reserve_capacity(data.len());
-        let granted = match poll_fn(|cx| s.poll_capacity(cx)).await {
-            Some(Ok(n)) => n,
-            _ => return Err(SendFail::Reset),
-        };
-        if granted == 0 {
-            continue;
-        }
-        activity.stamp();
-        let chunk = data.split_to(granted.min(data.len()));
-        s.send_data(chunk, end && data.is_empty())
-            .map_err(|_| SendFail::Reset)?;
-    }
-    Ok(())
 }
 
 /// One try on an HTTP/1.1 connection: the translated head, the body, the response head.

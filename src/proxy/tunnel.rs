@@ -33,9 +33,9 @@ use monoio::io::{
 use monoio::net::TcpStream;
 
 use crate::exchange::admission::ClusterRequest;
+use crate::exchange::request_log::RequestLog;
 use crate::exchange::watchdog::{idle_watchdog, Activity};
 use crate::proxy::flags::ResponseFlags;
-use crate::proxy::http1_conn::RequestLog;
 use crate::proxy::worker::Worker;
 use crate::stats::{ClusterStat, HttpStat};
 use crate::transport::{ClientTls, ServerTls, Transport};

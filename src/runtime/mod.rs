@@ -3,7 +3,7 @@
 //! `Plan` turns the CLI flags into concrete cores and a driver, checking everything before any
 //! socket is bound. `spawn_workers` starts the threads; each pins itself, builds its runtime
 //! (io_uring, or the epoll legacy driver when the operator allowed it) and runs
-//! `proxy::worker::run` until its listeners close and its in-flight requests finish.
+//! `proxy::worker_loop::run` until its listeners close and its in-flight requests finish.
 
 use std::io;
 use std::thread::JoinHandle;
@@ -163,13 +163,12 @@ fn run_worker(spec: WorkerSpec, core: Option<core_affinity::CoreId>, driver: Dri
         }
     }
     let result = match driver {
-        Driver::IoUring => {
-            build_uring_runtime(entries).map(|mut rt| rt.block_on(crate::proxy::worker::run(spec)))
-        }
+        Driver::IoUring => build_uring_runtime(entries)
+            .map(|mut rt| rt.block_on(crate::proxy::worker_loop::run(spec))),
         Driver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()
-            .map(|mut rt| rt.block_on(crate::proxy::worker::run(spec))),
+            .map(|mut rt| rt.block_on(crate::proxy::worker_loop::run(spec))),
     };
     if let Err(e) = result {
         error!(

@@ -7,6 +7,7 @@
 //! off the request path. The admin module renders all of this as Envoy's text, Prometheus and JSON
 //! formats.
 
+pub mod breakers;
 pub mod counters;
 pub mod histograms;
 
@@ -136,7 +137,7 @@ pub struct ClusterStats {
     /// `upstream_rq_<code>`; the `upstream_rq_<N>xx` classes are derived on read.
     pub codes: CodeCounters,
     /// `circuit_breakers.default.*`: the counts admission gates on, held by guards.
-    pub breakers: crate::upstream::admission::BreakerCounts,
+    pub breakers: breakers::BreakerCounts,
 }
 
 impl ClusterStats {
@@ -146,7 +147,7 @@ impl ClusterStats {
             tls: false,
             counters: PerWorker::new(workers),
             codes: CodeCounters::new(workers),
-            breakers: crate::upstream::admission::BreakerCounts::new(workers, [u64::MAX; 4]),
+            breakers: breakers::BreakerCounts::new(workers, [u64::MAX; 4]),
         }
     }
 }
@@ -366,7 +367,7 @@ impl Stats {
                     .map(u64::from);
                     ClusterStats {
                         tls: c.tls.is_some(),
-                        breakers: crate::upstream::admission::BreakerCounts::new(workers, limits),
+                        breakers: breakers::BreakerCounts::new(workers, limits),
                         ..ClusterStats::new(&c.name, workers)
                     }
                 })

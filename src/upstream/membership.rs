@@ -20,7 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::config::{Bootstrap, ClusterId};
 use crate::stats::{ClusterStat, EndpointStats, Stats};
-use crate::upstream::health::EndpointHealth;
+use crate::upstream::endpoint_health::EndpointHealth;
+use crate::upstream::outlier::{HasOutlier, OutlierSlots};
 
 /// One upstream endpoint. Shared between snapshots while it stays a member.
 pub struct Endpoint {
@@ -30,7 +31,7 @@ pub struct Endpoint {
     pub stats: EndpointStats,
     /// Cleared (once, never set again) when the endpoint leaves its cluster.
     member: AtomicBool,
-    /// Active health-check verdict and per-worker outlier state (`upstream::health`), read by
+    /// Active health-check verdict and per-worker outlier state (`upstream::endpoint_health`), read by
     /// workers without locks.
     pub health: EndpointHealth,
 }
@@ -50,6 +51,13 @@ impl Endpoint {
     #[inline]
     pub fn is_member(&self) -> bool {
         self.member.load(Ordering::Relaxed)
+    }
+}
+
+impl HasOutlier for Endpoint {
+    #[inline]
+    fn outlier(&self) -> &OutlierSlots {
+        &self.health.outlier
     }
 }
 

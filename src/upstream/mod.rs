@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod dns;
+pub mod endpoint_health;
 pub mod health;
 pub mod lb;
 pub mod membership;

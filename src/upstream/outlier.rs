@@ -28,7 +28,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::config::OutlierDetection;
-use crate::upstream::membership::Endpoint;
 
 /// One worker's view of one endpoint; only that worker writes it.
 #[repr(align(64))]
@@ -153,23 +152,25 @@ pub fn max_ejected(od: &OutlierDetection, members: usize) -> usize {
     (members * od.max_ejection_percent as usize / 100).max(1)
 }
 
+/// Whatever carries an endpoint's outlier slots (the membership's `Endpoint`); a trait so this
+/// module need not know the membership types that depend on it.
+pub trait HasOutlier {
+    fn outlier(&self) -> &OutlierSlots;
+}
+
 /// Reports a failed exchange with `members[idx]` on `worker`. `roll` is a uniform draw in 0..100
 /// for the enforcement percentage (the caller owns the worker's PRNG).
-pub fn record_failure(
+pub fn record_failure<E: HasOutlier>(
     worker: usize,
     od: &OutlierDetection,
-    members: &[Arc<Endpoint>],
+    members: &[Arc<E>],
     idx: usize,
     roll: u32,
 ) -> Verdict {
     let Some(target) = members.get(idx) else {
         return Verdict::Counted;
     };
-    if !target
-        .health
-        .outlier
-        .count_failure(worker, od.consecutive_5xx)
-    {
+    if !target.outlier().count_failure(worker, od.consecutive_5xx) {
         return Verdict::Counted;
     }
     if roll >= od.enforcing_consecutive_5xx {
@@ -177,16 +178,16 @@ pub fn record_failure(
     }
     let ejected = members
         .iter()
-        .filter(|e| e.health.outlier.is_ejected(worker))
+        .filter(|e| e.outlier().is_ejected(worker))
         .count();
-    if target.health.outlier.is_ejected(worker) {
+    if target.outlier().is_ejected(worker) {
         // Already out (a request picked before the ejection finished late): extend nothing.
         return Verdict::Counted;
     }
     if ejected >= max_ejected(od, members.len()) {
         return Verdict::Overflow;
     }
-    target.health.outlier.eject(worker, od, now_ms());
+    target.outlier().eject(worker, od, now_ms());
     Verdict::Ejected
 }
 
@@ -200,6 +201,7 @@ pub fn sweep_interval(od: &OutlierDetection) -> Duration {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::upstream::membership::Endpoint;
 
     fn members(n: usize) -> Vec<Arc<Endpoint>> {
         (0..n)

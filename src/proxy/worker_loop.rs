@@ -1,0 +1,215 @@
+//! A worker thread's main future: builds its [`Worker`], runs its listeners' accept loops, a
+//! once-a-second housekeeping task, and waits for in-flight requests when draining.
+//!
+//! Apart from `worker.rs` (the state every request borrows) so the state has no dependency on
+//! the connection code that the accept loop starts; the request path imports the state, and
+//! only this module imports the request path's entry point (`connection::serve`).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::proxy::worker::{share_of, BufPool, DownstreamCx, Worker, WorkerSpec};
+use crate::rng::FastRng;
+use crate::upstream::lb::LoadBalancer;
+use crate::upstream::pool::Pool;
+/// Buffers a worker keeps for reuse at most (at the default 16 KiB, 4 MiB per worker).
+const BUF_POOL_MAX_FREE: usize = 256;
+
+/// The worker's main future: accept on every listener until they close, then wait for in-flight
+/// requests to finish.
+pub async fn run(spec: WorkerSpec) {
+    let cfg = spec.shared.config.clone();
+    let seed = 0x9e37_79b9_7f4a_7c15u64
+        ^ (spec.index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let worker = Rc::new(Worker {
+        index: spec.index,
+        bufs: RefCell::new(BufPool::new(
+            spec.shared.tuning.read_buffer_bytes.max(4096),
+            BUF_POOL_MAX_FREE,
+        )),
+        shared: spec.shared.clone(),
+        membership: RefCell::new(spec.membership),
+        pool: RefCell::new(Pool::new(
+            spec.index,
+            spec.shared.stats.clone(),
+            spec.shared.tuning.max_idle_per_endpoint,
+        )),
+        h2pool: RefCell::new(crate::http2::client::H2Pool::new(cfg.clusters.len())),
+        lbs: RefCell::new(
+            cfg.clusters
+                .iter()
+                .enumerate()
+                .map(|(i, c)| LoadBalancer::new(c.lb_policy, seed ^ (i as u64 + 1)))
+                .collect(),
+        ),
+        rng: RefCell::new(FastRng::new(seed)),
+        histograms: RefCell::new(spec.histograms),
+        access_log: RefCell::new(spec.access_log),
+        tls: RefCell::new(spec.tls),
+        in_flight: Cell::new(0),
+        workers: spec.shared.stats.workers,
+        // The limits are process-wide; workers share nothing, so each enforces an even share.
+        cx_limit: spec
+            .shared
+            .tuning
+            .max_connections
+            .map(|n| share_of(n, spec.shared.stats.workers)),
+        listener_cx_limits: cfg
+            .listeners
+            .iter()
+            .map(|l| {
+                l.connection_limit.map(|n| {
+                    share_of(
+                        u32::try_from(n).unwrap_or(u32::MAX),
+                        spec.shared.stats.workers,
+                    )
+                })
+            })
+            .collect(),
+        cx_open: Cell::new(0),
+        listener_cx_open: cfg.listeners.iter().map(|_| Cell::new(0)).collect(),
+    });
+
+    let open_listeners = Rc::new(Cell::new(0usize));
+    for (li, std_listener) in spec.listeners.into_iter().enumerate() {
+        match monoio::net::TcpListener::from_std(std_listener) {
+            Ok(l) => {
+                open_listeners.set(open_listeners.get() + 1);
+                monoio::spawn(accept_loop(worker.clone(), li, l, open_listeners.clone()));
+            }
+            Err(e) => error!("worker {}: listener {li}: {e}", spec.index),
+        }
+    }
+
+    // Housekeeping until the listeners are closed and nothing is in flight.
+    let mut last_sweep = (
+        Instant::now(),
+        worker.membership.borrow().current.generation,
+    );
+    loop {
+        let tick = if open_listeners.get() == 0 {
+            Duration::from_millis(20)
+        } else {
+            Duration::from_millis(250)
+        };
+        monoio::time::sleep(tick).await;
+        housekeeping(&worker, &mut last_sweep);
+        if open_listeners.get() == 0 && worker.in_flight.get() == 0 {
+            break;
+        }
+    }
+    worker.pool.borrow_mut().clear();
+    worker.h2pool.borrow_mut().clear();
+    worker.histograms.borrow_mut().flush();
+    let mut log = worker.access_log.borrow_mut();
+    if let Some(log) = log.as_mut() {
+        log.flush();
+    }
+}
+
+fn housekeeping(worker: &Rc<Worker>, last_sweep: &mut (Instant, u64)) {
+    let now = Instant::now();
+    worker.membership.borrow_mut().refresh();
+    worker.tls.borrow_mut().refresh();
+    let snapshot = worker.membership.borrow().current.clone();
+    // Sweep every second, and at once after a membership change (adopted here or at a request
+    // start) so idle connections to removed endpoints close promptly.
+    if now.duration_since(last_sweep.0) >= Duration::from_secs(1)
+        || snapshot.generation != last_sweep.1
+    {
+        let periodic = now.duration_since(last_sweep.0) >= Duration::from_secs(1);
+        *last_sweep = (now, snapshot.generation);
+        let is_member = |cluster: usize, addr: &std::net::SocketAddr| {
+            snapshot
+                .clusters
+                .get(cluster)
+                .is_some_and(|m| m.endpoints.iter().any(|e| e.addr == *addr))
+        };
+        worker.pool.borrow_mut().sweep(now, is_member);
+        worker.h2pool.borrow_mut().sweep(is_member);
+        // Histograms go to the admin thread once a second: each flush copies them.
+        if periodic {
+            worker.histograms.borrow_mut().flush();
+        }
+    }
+    if let Some(log) = worker.access_log.borrow_mut().as_mut() {
+        log.flush();
+    }
+}
+
+/// First pause after a failed accept; doubled on each failure in a row up to
+/// [`ACCEPT_BACKOFF_MAX`], back to this after a success.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between accepts that fail (EMFILE): long enough not to spin on a full fd table,
+/// short enough that connections waiting in the backlog are taken soon after fds free up.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// At most one `accept failed` line per this interval per accept loop; the rest are counted.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+async fn accept_loop(
+    worker: Rc<Worker>,
+    listener_index: usize,
+    listener: monoio::net::TcpListener,
+    open: Rc<Cell<usize>>,
+) {
+    let stats = worker.shared.stats.clone();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    // When the last `accept failed` line was written, and failures since then not written.
+    let mut last_report: Option<Instant> = None;
+    let mut suppressed = 0u64;
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                if worker.draining() {
+                    break;
+                }
+                let slot = match DownstreamCx::admit(&worker, listener_index) {
+                    Ok(slot) => slot,
+                    Err(overflow) => {
+                        // Over a connection limit: close at once (dropping the stream) and count.
+                        if let Some(ls) = stats.listeners.get(listener_index) {
+                            ls.inc(worker.index, overflow);
+                        }
+                        drop(stream);
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let w = worker.clone();
+                monoio::spawn(async move {
+                    super::connection::serve(&w, listener_index, stream, peer).await;
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                if worker.draining() {
+                    break;
+                }
+                // EMFILE and friends fail again at once: back off instead of spinning, and say
+                // so at most once a second (at the fd limit this used to be ~100 lines a second).
+                let now = Instant::now();
+                let due = last_report.is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_INTERVAL);
+                if due {
+                    warn!(
+                        "worker {}: accept failed: {e} ({suppressed} more failure(s) not logged since the last report; retrying in {} ms)",
+                        worker.index,
+                        backoff.as_millis()
+                    );
+                    last_report = Some(now);
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
+                monoio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+    open.set(open.get().saturating_sub(1));
+}
