@@ -56,14 +56,23 @@ measure() {
     echo >&"${HOLD[1]}"
     read -r word <&"${HOLD[0]}" || true
     wait "$HOLD_PID" 2>/dev/null || true
-    sleep 2
+    # The worker hands freed memory back on its housekeeping tick once its connections are gone;
+    # wait until RSS stops falling (at most 10 s) rather than a fixed time.
+    local prev=0 i
     after=$(rss_kib "$RW")
+    for i in $(seq 1 20); do
+        sleep 0.5
+        prev=$after
+        after=$(rss_kib "$RW")
+        [[ $after -ge $prev ]] && [[ $i -ge 4 ]] && break
+    done
     per=$(awk -v a="$held" -v b="$base" -v n="$n" 'BEGIN { printf "%.2f", (a - b) / n }')
     ROWS+=("| $mode | $n | $ok | $base | $held | $per | $goal_kib | $after |")
     [[ $ok == "$n" ]] || { log "$mode: only $ok of $n connections were served"; fail=1; }
     awk -v p="$per" -v g="$goal_kib" 'BEGIN { exit !(p <= g) }' || { log "$mode: $per KiB per connection is over the $goal_kib KiB goal"; fail=1; }
-    # RSS returns: within 10% of the held growth (allocator caches) above the baseline.
-    awk -v a="$after" -v b="$base" -v h="$held" 'BEGIN { exit !(a - b <= (h - b) * 0.10 + 2048) }' ||
+    # RSS returns: within 15% of the held growth above the baseline, plus 4 MiB for what a worker
+    # keeps by design (its pool of up to 256 lent 16 KiB buffers; the runtime's operation slab).
+    awk -v a="$after" -v b="$base" -v h="$held" 'BEGIN { exit !(a - b <= (h - b) * 0.15 + 4096) }' ||
         { log "$mode: RSS stayed at $after KiB after the connections closed (baseline $base)"; fail=1; }
 }
 measure h1 "$H1_CONNS" 10

@@ -25,8 +25,10 @@ use crate::transport::Transport;
 /// Bytes one connection may read before it yields to the worker's other tasks.
 pub const READ_BUDGET: usize = 64 * 1024;
 
-/// Buffer sizes for the compat wrapper: one read or write per 16 KiB frame's worth at least.
-const WRAPPER_BUFFER: usize = 32 * 1024;
+/// Buffer sizes for the compat wrapper: a 16 KiB frame (the default SETTINGS_MAX_FRAME_SIZE)
+/// and its header per read or write. Both are allocated with the connection and live as long
+/// as it does, so they are most of an idle HTTP/2 connection's memory.
+const WRAPPER_BUFFER: usize = 16 * 1024 + 9;
 
 /// Shared between the I/O adapter and the connection loop, which sends GOAWAY when it trips.
 pub type AbuseFlag = Rc<Cell<Option<Abuse>>>;

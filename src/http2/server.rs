@@ -38,6 +38,23 @@ enum Event {
     Tick,
 }
 
+/// A stream's place in its connection's count of open streams (which keeps an idle connection
+/// from timing out while a stream runs); given back when the stream's task drops it.
+pub struct OpenStream(Rc<Cell<usize>>);
+
+impl OpenStream {
+    fn open(count: &Rc<Cell<usize>>) -> OpenStream {
+        count.set(count.get() + 1);
+        OpenStream(count.clone())
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 /// h2's limit on streams reset while still waiting to be accepted; above FrameGuard's 500.
 const H2_PENDING_ACCEPT_RESETS: usize = 1000;
 
@@ -46,8 +63,10 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Serves one HTTP/2 connection until it closes.
 ///
-/// Each accepted stream is handed to `handle` and the future it returns runs as its own task;
-/// the connection waits for none of them.
+/// Each accepted stream is handed to `handle` with an [`OpenStream`] (which the returned future
+/// must hold until it ends), and the future runs as its own task; the connection waits for none
+/// of them. The future is spawned as it is, not wrapped: a wrapping `async` block would hold the
+/// handler's future twice over (the captured value and the one being awaited).
 pub async fn serve<H, F>(
     w: &Rc<Worker>,
     listener: usize,
@@ -56,7 +75,7 @@ pub async fn serve<H, F>(
     initial: Vec<u8>,
     handle: H,
 ) where
-    H: Fn(Request<RecvStream>, SendResponse<Bytes>) -> F,
+    H: Fn(Request<RecvStream>, SendResponse<Bytes>, OpenStream) -> F,
     F: Future<Output = ()> + 'static,
 {
     let Some(hcm) = w.shared.config.listeners.get(listener).map(|l| &l.hcm) else {
@@ -112,13 +131,8 @@ pub async fn serve<H, F>(
             Event::Stream(pair) => {
                 let (req, respond) = *pair;
                 idle_since = None;
-                open_streams.set(open_streams.get() + 1);
-                let open = open_streams.clone();
-                let stream_task = handle(req, respond);
-                monoio::spawn(async move {
-                    stream_task.await;
-                    open.set(open.get().saturating_sub(1));
-                });
+                let open = OpenStream::open(&open_streams);
+                monoio::spawn(handle(req, respond, open));
             }
             Event::Abuse(abuse) => {
                 warn!(

@@ -39,7 +39,10 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: Socket
     let tls = w.tls.borrow().listener(listener);
     let mut stream = match tls {
         None => Transport::Plain(tcp),
-        Some(tls) => match handshake(w, listener, &tls, tcp).await {
+        // Boxed here and below: a future that runs once per connection (the handshake, the
+        // HTTP/2 connection) would otherwise be inlined into every connection's task, HTTP/1.1
+        // keep-alive ones included, and an idle connection's memory is its task's size.
+        Some(tls) => match Box::pin(handshake(w, listener, &tls, tcp)).await {
             Some(s) => s,
             None => return,
         },
@@ -85,11 +88,17 @@ pub async fn serve(w: &Rc<Worker>, listener: usize, tcp: TcpStream, peer: Socket
                 peer_ip: peer.ip().to_string().into_bytes(),
                 tls: stream.is_tls(),
             });
-            let handle = |req, respond| {
+            let handle = |req, respond, open| {
                 let (w, ctx) = (w.clone(), ctx.clone());
-                async move { super::h2_conn::serve_stream(&w, &ctx, req, respond).await }
+                async move {
+                    let _open = open;
+                    super::h2_conn::serve_stream(&w, &ctx, req, respond).await;
+                }
             };
-            crate::http2::server::serve(w, listener, stream, peer, initial, handle).await;
+            Box::pin(crate::http2::server::serve(
+                w, listener, stream, peer, initial, handle,
+            ))
+            .await;
         }
     }
 }

@@ -136,9 +136,11 @@ pub async fn forward<'w>(
             .await;
             return None;
         }
-        crate::proxy::h1_to_h2::forward(
+        // Boxed: this path's state (HTTP/2 request and response types) is large and rare, and
+        // inline it would be part of every idle HTTP/1.1 connection's task.
+        Box::pin(crate::proxy::h1_to_h2::forward(
             w, listener, c, hcm, req, route, action, retry, mutations, log, plan, &mut creq,
-        )
+        ))
         .await;
         return None;
     }

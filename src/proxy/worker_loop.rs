@@ -87,6 +87,7 @@ pub async fn run(spec: WorkerSpec) {
     }
 
     // Housekeeping until the listeners are closed and nothing is in flight.
+    let mut memory = MemoryReturn::default();
     let mut last_sweep = (
         Instant::now(),
         worker.membership.borrow().current.generation,
@@ -99,6 +100,7 @@ pub async fn run(spec: WorkerSpec) {
         };
         monoio::time::sleep(tick).await;
         housekeeping(&worker, &mut last_sweep);
+        memory.after_tick(worker.cx_open.get());
         if open_listeners.get() == 0 && worker.in_flight.get() == 0 {
             break;
         }
@@ -109,6 +111,30 @@ pub async fn run(spec: WorkerSpec) {
     let mut log = worker.access_log.borrow_mut();
     if let Some(log) = log.as_mut() {
         log.flush();
+    }
+}
+
+/// Connections that must have closed since the high-water mark before freed memory is handed
+/// back, so the call (a walk of this thread's heap) happens after a steep fall, not every tick.
+const RETURN_MEMORY_AFTER_CLOSED: u32 = 256;
+
+/// Gives freed memory back to the OS after the worker's open connections fell steeply (to at
+/// most half their high-water mark and by at least [`RETURN_MEMORY_AFTER_CLOSED`]) or to none.
+/// Ten thousand idle keep-alive connections hold tens of MiB; once they close, the RSS follows.
+#[derive(Default)]
+struct MemoryReturn {
+    high_water: u32,
+}
+
+impl MemoryReturn {
+    fn after_tick(&mut self, open: u32) {
+        self.high_water = self.high_water.max(open);
+        let fallen = self.high_water - open;
+        let steep = fallen >= RETURN_MEMORY_AFTER_CLOSED && open <= self.high_water / 2;
+        if fallen > 0 && (steep || open == 0) {
+            crate::sys::return_free_memory();
+            self.high_water = open;
+        }
     }
 }
 
