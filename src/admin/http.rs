@@ -177,7 +177,7 @@ pub fn read_request(s: &mut impl Read) -> Result<Request, ReadError> {
     }
     let method = req.method.unwrap_or("").to_owned();
     let target = req.path.unwrap_or("/");
-    let mut content_length = 0usize;
+    let mut content_length: Option<usize> = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(ReadError::Bad(
@@ -185,13 +185,20 @@ pub fn read_request(s: &mut impl Read) -> Result<Request, ReadError> {
             ));
         }
         if h.name.eq_ignore_ascii_case("content-length") {
-            content_length = std::str::from_utf8(h.value)
+            let value = std::str::from_utf8(h.value)
                 .ok()
                 .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
                 .and_then(|v| v.parse().ok())
                 .ok_or(ReadError::Bad("bad content-length"))?;
+            // RFC 9110 §8.6: repeated Content-Length fields must agree; which one framed the
+            // body would otherwise be a guess (found by the admin_request fuzz target).
+            if content_length.is_some_and(|earlier| earlier != value) {
+                return Err(ReadError::Bad("conflicting content-length"));
+            }
+            content_length = Some(value);
         }
     }
+    let content_length = content_length.unwrap_or(0);
     if content_length > MAX_BODY {
         return Err(ReadError::TooLarge(413));
     }
@@ -301,6 +308,21 @@ pub fn write_response(s: &mut impl Write, r: &Response, head_only: bool) -> std:
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn conflicting_content_lengths_are_refused() {
+        // Found by the admin_request fuzz target: the last of two differing values framed the
+        // body. Repeated equal values are one length (RFC 9110 §8.6).
+        let two =
+            b"POST /x HTTP/1.1\r\nContent-Length: 10\r\nContent-Length: 11\r\n\r\n0123456789A";
+        assert!(matches!(
+            read_request(&mut std::io::Cursor::new(&two[..])),
+            Err(ReadError::Bad("conflicting content-length"))
+        ));
+        let same = b"POST /x HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc";
+        let req = read_request(&mut std::io::Cursor::new(&same[..])).unwrap();
+        assert_eq!(req.body, b"abc");
+    }
 
     #[test]
     fn reads_head_query_and_body() {

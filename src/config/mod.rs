@@ -67,7 +67,7 @@ impl ConfigErrors {
 }
 
 /// Path used for problems with the document as a whole (syntax errors, an empty file).
-const DOCUMENT: &str = "(document)";
+pub(crate) const DOCUMENT: &str = "(document)";
 
 /// Parses and validates a configuration held in memory.
 pub fn load_str(yaml: &str) -> Result<Loaded, ConfigErrors> {
@@ -160,6 +160,17 @@ mod tests {
         // Just under the limit the parser runs (and the walk names the field).
         let ok_depth = format!("admin: {}{}\n", "[".repeat(100), "]".repeat(100));
         assert_eq!(load_str(&ok_depth).unwrap_err().0[0].path, "admin");
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_named_as_the_document() {
+        // Found by the config fuzz target: the root has an empty path, and every error names
+        // where it is.
+        for text in ["static_resources-----END\nmore text", "42", "[1, 2]"] {
+            let e = load_str(text).unwrap_err();
+            assert_eq!(e.0[0].path, "(document)", "{text:?}: {e}");
+            assert!(e.0[0].message.starts_with("expected an object"), "{e}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use serde_yaml_ng::{Mapping, Value};
 use std::net::IpAddr;
 
-use super::ConfigError;
+use super::{ConfigError, DOCUMENT};
 
 /// Collects errors while the walk goes on.
 #[derive(Default)]
@@ -18,6 +18,9 @@ pub(crate) struct Cx {
 
 impl Cx {
     pub fn err(&mut self, path: &str, message: impl Into<String>) {
+        // The root's path is empty; it is reported as the document, so every error names a
+        // place (found by the config fuzz target: a bare string as the whole file).
+        let path = if path.is_empty() { DOCUMENT } else { path };
         self.errs.push(ConfigError {
             path: path.to_string(),
             message: message.into(),
