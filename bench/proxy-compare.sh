@@ -121,42 +121,7 @@ frontend fe
 backend be
     server s1 127.0.0.1:$BACKEND_PORT
 EOF
-    cat >"$WORK/ringway.yaml" <<EOF
-static_resources:
-  listeners:
-  - name: ingress
-    address:
-      socket_address: { address: 127.0.0.1, port_value: $PROXY_PORT }
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          route_config:
-            name: local
-            virtual_hosts:
-            - name: all
-              domains: ["*"]
-              routes:
-              - match: { prefix: "/" }
-                route: { cluster: backend }
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-  - name: backend
-    type: STATIC
-    connect_timeout: 1s
-    load_assignment:
-      cluster_name: backend
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address: { address: 127.0.0.1, port_value: $BACKEND_PORT }
-EOF
+    write_ringway_conf "$WORK/ringway.yaml"
 }
 
 # Start proxy $1 in the background pinned to CPU 1; sets STARTED_PID. Not called in a

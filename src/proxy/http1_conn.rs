@@ -17,7 +17,7 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use crate::transport::Transport;
 
@@ -362,21 +362,7 @@ async fn handle_request<'w>(
     w.in_flight.set(w.in_flight.get() + 1);
     w.membership.borrow_mut().refresh();
 
-    let mut log = RequestLog {
-        start: Instant::now(),
-        start_time: SystemTime::now(),
-        status: 0,
-        flags: ResponseFlags::default(),
-        bytes_received: 0,
-        bytes_sent: 0,
-        upstream_host: None,
-        cluster: None,
-        upstream_service_time: None,
-        route_name: "",
-        response_head: Vec::new(),
-        response_headers: Vec::new(),
-        generated_request_id: Vec::new(),
-    };
+    let mut log = RequestLog::start_now();
     let keep_alive = req.head.keep_alive && !w.draining();
     if !keep_alive {
         c.close = true;
