@@ -185,3 +185,163 @@ fn stalled_h2_streams_time_out_and_hold_no_slot() {
     );
     assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 8);
 }
+
+/// Opens `streams` stalled HTTP/2 streams on `path` (HEADERS without END_STREAM, then
+/// silence) for `hold_s` seconds; returns how many got a 408 and the whole outcome.
+fn stall_h2(port: u16, path: &str, streams: u32, hold_s: f64) -> py::PyProcess {
+    py::PyProcess::background(
+        "h2_stall.py",
+        &[
+            "--port",
+            &port.to_string(),
+            "--streams",
+            &streams.to_string(),
+            "--hold-s",
+            &hold_s.to_string(),
+            "--path",
+            path,
+        ],
+    )
+}
+
+fn statuses(run: &py::PyRun, code: &str) -> u64 {
+    run.get("statuses")
+        .get(code)
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
+}
+
+/// HCM `request_timeout` bounds the whole request: an upload that trickles a byte every
+/// 200 ms (so it never idles) gets Envoy's 408 "request timeout" once the time is up, and the
+/// connection closes.
+#[test]
+fn request_timeout_cuts_a_steadily_trickling_upload() {
+    let up = TestUpstream::start();
+    let cfg = ConfigBuilder::single(&[up.port]).hcm_extra("request_timeout: 1s");
+    let rw = Ringway::start(&cfg.render());
+    let mut c = RawConn::open(rw.listen_port);
+    c.send(b"POST /sha256 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        .unwrap();
+    // 15 bytes over 3 s: never idle, never complete.
+    for _ in 0..15 {
+        std::thread::sleep(Duration::from_millis(200));
+        if c.send(b"y").is_err() {
+            break;
+        }
+    }
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 408, "{r:?}");
+    assert_eq!(r.body_text(), "request timeout");
+    assert!(c.closed_within(Duration::from_secs(5)));
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_timeout"), 1);
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 0);
+    // A request that arrives in time is not touched by it, however long its answer takes.
+    let r = http_get(rw.listen_port, "/delay/1500");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_timeout"), 1);
+}
+
+/// `request_timeout` on HTTP/2: streams whose request never completes get 408 from it (the
+/// stream idle timeout is the default 5 minutes, so only this limit can fire).
+#[test]
+fn request_timeout_answers_stalled_h2_streams() {
+    let up = TestUpstream::start();
+    let cfg = ConfigBuilder::single(&[up.port]).hcm_extra("request_timeout: 1s");
+    let rw = Ringway::start(&cfg.render());
+    let run = stall_h2(rw.listen_port, "/", 4, 3.0).finish();
+    assert!(run.status.success(), "{}", run.explain());
+    assert_eq!(statuses(&run, "408"), 4, "{}", run.explain());
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_timeout"), 4);
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 0);
+}
+
+/// `common_http_protocol_options.max_stream_duration` ends an exchange that lasts too long,
+/// with Envoy's 504 "downstream duration timeout" once the request was all in, on both codecs;
+/// a route's `max_stream_duration: {max_stream_duration: 0s}` switches it off for that route.
+#[test]
+fn max_stream_duration_ends_long_exchanges_unless_the_route_lifts_it() {
+    let up = TestUpstream::start();
+    let cfg = ConfigBuilder::new()
+        .cluster("backend", &[up.port])
+        .route(
+            Route::prefix("/delay/1500", "backend")
+                .action_extra("max_stream_duration: {max_stream_duration: 0s}"),
+        )
+        .route(Route::prefix("/", "backend"))
+        .hcm_extra("common_http_protocol_options: {max_stream_duration: 1s}");
+    let rw = Ringway::start(&cfg.render());
+    let r = http_get(rw.listen_port, "/delay/3000");
+    assert_eq!(r.status, 504, "{r:?}");
+    assert_eq!(r.body_text(), "downstream duration timeout");
+    let url = format!("http://127.0.0.1:{}/delay/3000", rw.listen_port);
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "504");
+    assert_eq!(
+        rw.stat("http.ingress_http.downstream_rq_max_duration_reached"),
+        2
+    );
+    // The route that sets 0s is not bounded by the connection manager's limit.
+    let r = http_get(rw.listen_port, "/delay/1500");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        rw.stat("http.ingress_http.downstream_rq_max_duration_reached"),
+        2
+    );
+}
+
+/// A route's `idle_timeout` replaces the connection manager's `stream_idle_timeout`: streams
+/// on a route with 1 s are cut while the connection manager allows 5 minutes, and streams on
+/// a route with `idle_timeout: 0s` are never cut although the connection manager says 1 s.
+#[test]
+fn route_idle_timeout_overrides_the_stream_idle_timeout() {
+    let up = TestUpstream::start();
+    let cfg = ConfigBuilder::new()
+        .cluster("backend", &[up.port])
+        .route(
+            Route::prefix("/quick/", "backend")
+                .prefix_rewrite("/")
+                .action_extra("idle_timeout: 1s"),
+        )
+        .route(Route::prefix("/", "backend"))
+        .hcm_extra("stream_idle_timeout: 300s");
+    let rw = Ringway::start(&cfg.render());
+    let quick = stall_h2(rw.listen_port, "/quick/stall", 3, 3.0).finish();
+    assert!(quick.status.success(), "{}", quick.explain());
+    assert_eq!(statuses(&quick, "408"), 3, "{}", quick.explain());
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 3);
+
+    // An HTTP/1.1 client that stops reading a response on the quick route is cut too.
+    let mut s = TcpStream::connect(("127.0.0.1", rw.listen_port)).unwrap();
+    s.write_all(b"GET /quick/bytes/67108864 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let _ = s.read(&mut buf).unwrap();
+    let ended = wait_until(Duration::from_secs(8), || {
+        (rw.stat("http.ingress_http.downstream_rq_active") == 0).then_some(())
+    });
+    assert!(
+        ended.is_some(),
+        "the h1 request outlived the route's idle_timeout"
+    );
+    drop(s);
+
+    let cfg = ConfigBuilder::new()
+        .cluster("backend", &[up.port])
+        .route(Route::prefix("/patient", "backend").action_extra("idle_timeout: 0s"))
+        .route(Route::prefix("/", "backend"))
+        .hcm_extra("stream_idle_timeout: 1s");
+    let rw = Ringway::start(&cfg.render());
+    let patient = stall_h2(rw.listen_port, "/patient", 2, 2.5);
+    let hasty = stall_h2(rw.listen_port, "/other", 2, 2.5).finish();
+    let patient = patient.finish();
+    assert_eq!(statuses(&hasty, "408"), 2, "{}", hasty.explain());
+    assert_eq!(statuses(&patient, "408"), 0, "{}", patient.explain());
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 2);
+}

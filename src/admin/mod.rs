@@ -275,6 +275,8 @@ pub(crate) mod test_support {
             request_headers_timeout: Duration::from_secs(30),
             stream_idle_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(3600),
+            request_timeout: Duration::ZERO,
+            max_stream_duration: Duration::ZERO,
             max_request_headers_kb: 60,
             max_headers_count: 100,
             use_remote_address: true,

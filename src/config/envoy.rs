@@ -197,6 +197,7 @@ const HCM: Message = Message {
         "access_log",
         "request_headers_timeout",
         "stream_idle_timeout",
+        "request_timeout",
         "common_http_protocol_options",
         "max_request_headers_kb",
         "use_remote_address",
@@ -216,7 +217,6 @@ const HCM: Message = Message {
         "http3_protocol_options",
         "server_header_transformation",
         "scheme_header_transformation",
-        "request_timeout",
         "drain_timeout",
         "delayed_close_timeout",
         "access_log_flush_interval",
@@ -251,11 +251,10 @@ const HCM: Message = Message {
 };
 
 const HCM_HTTP_OPTIONS: Message = Message {
-    supported: &["idle_timeout", "max_headers_count"],
+    supported: &["idle_timeout", "max_headers_count", "max_stream_duration"],
     unsupported: &[
         "max_connection_duration",
         "max_response_headers_kb",
-        "max_stream_duration",
         "headers_with_underscores_action",
         "max_requests_per_connection",
     ],
@@ -790,6 +789,8 @@ fn http_connection_manager(
     };
     let request_headers_timeout = dur(cx, "request_headers_timeout", Duration::from_secs(30));
     let stream_idle_timeout = dur(cx, "stream_idle_timeout", Duration::from_secs(300));
+    let request_timeout = dur(cx, "request_timeout", Duration::ZERO);
+    let mut max_stream_duration = Some(Duration::ZERO);
     let mut idle_timeout = Some(Duration::from_secs(3600));
     let mut max_headers_count = Some(100);
     if let Some(h) = o.get("common_http_protocol_options") {
@@ -804,6 +805,9 @@ fn http_connection_manager(
             }
             if let Some(n) = h.get("max_headers_count") {
                 max_headers_count = u32_range(cx, &h.at("max_headers_count"), n, 1, u32::MAX);
+            }
+            if let Some(d) = h.get("max_stream_duration") {
+                max_stream_duration = duration::read(cx, &h.at("max_stream_duration"), d);
             }
         }
     }
@@ -868,6 +872,8 @@ fn http_connection_manager(
         request_headers_timeout: request_headers_timeout?,
         stream_idle_timeout: stream_idle_timeout?,
         idle_timeout: idle_timeout?,
+        request_timeout: request_timeout?,
+        max_stream_duration: max_stream_duration?,
         max_request_headers_kb: max_request_headers_kb?,
         max_headers_count: max_headers_count?,
         use_remote_address: use_remote_address?,
@@ -1035,6 +1041,10 @@ mod tests {
         assert_eq!(h.request_headers_timeout, Duration::from_secs(30));
         assert_eq!(h.stream_idle_timeout, Duration::from_secs(300));
         assert_eq!(h.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(
+            (h.request_timeout, h.max_stream_duration),
+            (Duration::ZERO, Duration::ZERO)
+        );
         assert_eq!((h.max_request_headers_kb, h.max_headers_count), (60, 100));
         assert!(!h.use_remote_address && h.generate_request_id);
         assert_eq!(h.server_name, "ringway");
@@ -1105,7 +1115,8 @@ mod tests {
             "          codec_type: HTTP1
           request_headers_timeout: 10s
           stream_idle_timeout: 0s
-          common_http_protocol_options: {idle_timeout: 30s, max_headers_count: 50}
+          request_timeout: 20s
+          common_http_protocol_options: {idle_timeout: 30s, max_headers_count: 50, max_stream_duration: 90s}
           max_request_headers_kb: 96
           use_remote_address: true
           generate_request_id: false
@@ -1124,6 +1135,8 @@ mod tests {
         assert_eq!(h.request_headers_timeout, Duration::from_secs(10));
         assert_eq!(h.stream_idle_timeout, Duration::ZERO);
         assert_eq!(h.idle_timeout, Duration::from_secs(30));
+        assert_eq!(h.request_timeout, Duration::from_secs(20));
+        assert_eq!(h.max_stream_duration, Duration::from_secs(90));
         assert_eq!((h.max_request_headers_kb, h.max_headers_count), (96, 50));
         assert!(h.use_remote_address && !h.generate_request_id);
         assert_eq!(h.server_name, "edge");

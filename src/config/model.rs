@@ -196,6 +196,12 @@ pub struct HttpConnectionManager {
     pub stream_idle_timeout: Duration,
     /// `common_http_protocol_options.idle_timeout` for downstream connections (Envoy default 1 h).
     pub idle_timeout: Duration,
+    /// `request_timeout`: how long the whole request may take to arrive (Envoy default: none,
+    /// `Duration::ZERO`).
+    pub request_timeout: Duration,
+    /// `common_http_protocol_options.max_stream_duration`: how long a request/response may
+    /// last in all (Envoy default: none, `Duration::ZERO`).
+    pub max_stream_duration: Duration,
     /// `max_request_headers_kb` (Envoy default 60).
     pub max_request_headers_kb: u32,
     /// `common_http_protocol_options.max_headers_count` (Envoy default 100).
@@ -340,6 +346,12 @@ pub struct ForwardAction {
     pub cluster_name: String,
     /// `timeout` (Envoy default 15 s); `None` when configured as 0 (disabled).
     pub timeout: Option<Duration>,
+    /// `idle_timeout`: replaces the connection manager's `stream_idle_timeout` for this route
+    /// (zero: no idle limit on it). `None`: not set.
+    pub idle_timeout: Option<Duration>,
+    /// `max_stream_duration.max_stream_duration`: replaces the connection manager's
+    /// `max_stream_duration` for this route (zero: none). `None`: not set.
+    pub max_stream_duration: Option<Duration>,
     pub prefix_rewrite: Option<String>,
     pub host_rewrite_literal: Option<String>,
     pub retry_policy: Option<RetryPolicy>,

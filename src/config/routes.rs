@@ -141,6 +141,8 @@ const ROUTE_ACTION: Message = Message {
         "host_rewrite_literal",
         "retry_policy",
         "upgrade_configs",
+        "idle_timeout",
+        "max_stream_duration",
     ],
     unsupported: &[
         "cluster_header",
@@ -155,7 +157,6 @@ const ROUTE_ACTION: Message = Message {
         "auto_host_rewrite",
         "host_rewrite_path_regex",
         "append_x_forwarded_host",
-        "idle_timeout",
         "early_data_policy",
         "retry_policy_typed_config",
         "request_mirror_policies",
@@ -170,8 +171,12 @@ const ROUTE_ACTION: Message = Message {
         "internal_redirect_action",
         "max_internal_redirects",
         "hedge_policy",
-        "max_stream_duration",
     ],
+};
+
+const MAX_STREAM_DURATION: Message = Message {
+    supported: &["max_stream_duration"],
+    unsupported: &["grpc_timeout_header_max", "grpc_timeout_header_offset"],
 };
 
 const RETRY_POLICY: Message = Message {
@@ -567,6 +572,14 @@ fn forward(cx: &mut Cx, path: &str, v: &Value, clusters: &[String]) -> Option<Fo
         Some(t) => duration::read(cx, &o.at("timeout"), t).map(|d| (!d.is_zero()).then_some(d)),
         None => Some(Some(DEFAULT_ROUTE_TIMEOUT)),
     };
+    // Both override the connection manager's value for this route; zero switches it off here
+    // even when the connection manager sets one (Envoy's rule for both fields).
+    let idle_timeout = o
+        .get("idle_timeout")
+        .map(|t| duration::read(cx, &o.at("idle_timeout"), t));
+    let max_stream_duration = o
+        .get("max_stream_duration")
+        .map(|m| route_max_stream_duration(cx, &o.at("max_stream_duration"), m));
     let prefix_rewrite = o
         .get("prefix_rewrite")
         .map(|p| string(cx, &o.at("prefix_rewrite"), p));
@@ -604,11 +617,23 @@ fn forward(cx: &mut Cx, path: &str, v: &Value, clusters: &[String]) -> Option<Fo
         cluster,
         cluster_name,
         timeout: timeout?,
+        idle_timeout: idle_timeout.flatten(),
+        max_stream_duration: max_stream_duration.flatten().flatten(),
         prefix_rewrite: prefix_rewrite.flatten(),
         host_rewrite_literal: host_rewrite_literal.flatten(),
         retry_policy: retry.flatten(),
         upgrade_overrides,
     })
+}
+
+/// `route.max_stream_duration`: `Some(None)` when the message leaves its duration unset (the
+/// connection manager's value then applies).
+fn route_max_stream_duration(cx: &mut Cx, path: &str, v: &Value) -> Option<Option<Duration>> {
+    let o = obj(cx, path, v, &MAX_STREAM_DURATION)?;
+    match o.get("max_stream_duration") {
+        Some(d) => duration::read(cx, &o.at("max_stream_duration"), d).map(Some),
+        None => Some(None),
+    }
 }
 
 fn direct(cx: &mut Cx, path: &str, v: &Value) -> Option<DirectResponse> {
@@ -892,6 +917,46 @@ virtual_hosts:
         assert!(e[4].contains("bogus is not a known retry condition"));
         assert!(e[5].contains("retriable-status-codes is not supported"));
         assert!(e[7].contains("duplicate domain *"));
+    }
+
+    #[test]
+    fn route_stream_limits_override_or_stay_unset() {
+        let rc = run("virtual_hosts:
+- name: v
+  domains: ['*']
+  routes:
+  - match: {prefix: /a}
+    route: {cluster: a, idle_timeout: 2s, max_stream_duration: {max_stream_duration: 0s}}
+  - match: {prefix: /b}
+    route: {cluster: a, max_stream_duration: {}}
+  - match: {prefix: /}
+    route: {cluster: a}
+")
+        .unwrap();
+        let action = |i: usize| match &rc.virtual_hosts[0].routes[i].action {
+            RouteAction::Forward(f) => (f.idle_timeout, f.max_stream_duration),
+            RouteAction::Direct(_) => panic!("route {i} forwards"),
+        };
+        assert_eq!(
+            action(0),
+            (Some(Duration::from_secs(2)), Some(Duration::ZERO))
+        );
+        assert_eq!(action(1), (None, None));
+        assert_eq!(action(2), (None, None));
+        let e = run("virtual_hosts:
+- name: v
+  domains: ['*']
+  routes:
+  - match: {prefix: /}
+    route: {cluster: a, max_stream_duration: {grpc_timeout_header_max: 1s}}
+")
+        .unwrap_err();
+        assert!(
+            e[0].starts_with(
+                "rc.virtual_hosts[0].routes[0].route.max_stream_duration.grpc_timeout_header_max"
+            ),
+            "{e:#?}"
+        );
     }
 
     #[test]

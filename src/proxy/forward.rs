@@ -111,6 +111,9 @@ pub async fn forward<'w>(
 
     // 2. admission, once a buffered body is complete
     let unread = !plan.buffered();
+    if !unread {
+        c.progress.complete_request();
+    }
     let mut creq = match admit(w, cluster_id, retry) {
         Ok(r) => r,
         Err((status, flag, text)) => {
@@ -550,6 +553,7 @@ async fn stream_length_body(
             remaining -= take as u64;
         }
         if remaining == 0 {
+            c.progress.complete_request();
             return Ok(());
         }
         let buf = std::mem::take(&mut c.rbuf);
@@ -572,6 +576,7 @@ async fn stream_chunked_body(
     let mut out = std::mem::take(&mut c.body);
     let result = loop {
         if dec.is_done() {
+            c.progress.complete_request();
             break Ok(());
         }
         let buf = std::mem::take(&mut c.rbuf);
@@ -727,6 +732,7 @@ async fn relay_response(
     }
     c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
 
+    c.progress.start_response();
     let end = relay_body(w, c, &mut conn, body_framing, downstream, out, deadline).await;
     conn.finish_request();
     log.bytes_sent = end.sent;
@@ -798,6 +804,7 @@ async fn switch_protocols(
     c.ubuf.drain(..head.head_len.min(c.ubuf.len()));
     // After the 101 the client connection belongs to the tunnel; it never carries HTTP again.
     c.close = true;
+    c.progress.start_response();
     let until = body_deadline(c);
     let (res, out) = write_all_until(&mut c.stream, out, until).await;
     c.out = out;

@@ -6,6 +6,7 @@
 //! is none of them: each imports this, and none imports another for these types.
 
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,8 +56,12 @@ pub struct Downstream {
     pub body: Vec<u8>,
     /// Small scratch space (rewritten path, request id).
     pub scratch: Vec<u8>,
-    /// The connection manager's `stream_idle_timeout`: how long a body may stall.
+    /// The `stream_idle_timeout` in force (the route's `idle_timeout` when it sets one): how
+    /// long a body read or a response write may stall.
     pub stream_idle_timeout: Duration,
+    /// The current exchange's progress (request complete, response started), read by its
+    /// watchdog for `request_timeout` and `max_stream_duration`; reset for each request.
+    pub progress: Rc<Activity>,
 }
 
 /// The parsed request, with the request-line parts the rest of the path needs.

@@ -21,7 +21,6 @@ use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
 use crate::exchange::admission::ClusterRequest;
 use crate::exchange::outcome::failure_reply;
 use crate::exchange::request_log::RequestLog;
-use crate::exchange::watchdog::Activity;
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{write_chunk, write_header, write_last_chunk, write_status_line};
 use crate::http1::parse::{Method, Version};
@@ -144,6 +143,9 @@ pub(crate) async fn forward<'w>(
         BodyPlan::StreamLength(n) => (Vec::new(), 0, Some(RestFraming::Length(n))),
     };
     let chunks = chunks.into_iter().filter(|b| !b.is_empty()).collect();
+    // The connection's progress: the body pump marks the request complete on it. (Idleness of
+    // an HTTP/1.1 client is bounded by deadlines on its reads and writes instead.)
+    let activity = Rc::clone(&c.progress);
     let outcome = {
         let mut body = RequestBody {
             chunks,
@@ -157,8 +159,6 @@ pub(crate) async fn forward<'w>(
             trailers: None,
         };
         let streamed = body.rest.is_some();
-        // HTTP/1.1 clients are bounded by per-read deadlines on their connection instead.
-        let activity = Rc::new(Activity::default());
         let outcome = attempts(w, &sreq, &mut body, creq, log, &activity).await;
         (outcome, streamed && body.rest.is_some())
     };
@@ -226,6 +226,7 @@ async fn relay_response(
     }
     let mut out = std::mem::take(&mut c.out);
     out.clear();
+    c.progress.start_response();
     write_status_line(&mut out, req.head.version, status);
     write_fields(&mut out, &parts.headers, true);
     write_framing_and_connection(

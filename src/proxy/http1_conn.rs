@@ -23,6 +23,7 @@ use crate::transport::Transport;
 
 use crate::config::{ForwardAction, HttpConnectionManager, RouteAction};
 use crate::exchange::request_log::{log_request, LoggedConnection, RequestLog};
+use crate::exchange::watchdog::{stream_watchdog, Activity, Expiry, StreamLimits};
 use crate::http1::parse::{parse_request, BodyFraming, Limits, RequestHead, Version};
 use crate::http1::{HeaderSpan, Span};
 use crate::proxy::flags::ResponseFlags;
@@ -61,6 +62,7 @@ pub async fn serve(
         body: Vec::new(),
         scratch: Vec::new(),
         stream_idle_timeout: Duration::ZERO,
+        progress: Rc::new(Activity::default()),
     };
     let cfg = &w.shared.config;
     let Some(listener_cfg) = cfg.listeners.get(listener) else {
@@ -86,7 +88,7 @@ pub async fn serve(
         c.lend_buffers(w);
         let upgraded = handle_request(w, listener, &mut c, hcm, &req).await;
         c.return_buffers(w);
-        if let Some((up, mut log)) = upgraded {
+        if let Some((up, mut log, limits)) = upgraded {
             // The upstream switched protocols: this connection is a tunnel from now on and
             // ends with it, so the stream is moved out of `c` for good.
             let Downstream {
@@ -97,19 +99,38 @@ pub async fn serve(
                 headers,
                 peer,
                 local,
+                progress,
                 ..
             } = c;
-            Box::pin(super::tunnel::run(
-                w,
-                listener,
-                stream,
-                rbuf,
-                up,
-                ubuf,
-                hcm.stream_idle_timeout,
-                &mut log,
-            ))
-            .await;
+            // The tunnel keeps the route's idle timeout; its whole life is the stream's
+            // (Envoy applies max_stream_duration to upgraded streams too).
+            let life = StreamLimits {
+                max_duration: limits.max_duration,
+                ..StreamLimits::default()
+            };
+            let start = log.start;
+            let expired = {
+                let tunnel = Box::pin(super::tunnel::run(
+                    w,
+                    listener,
+                    stream,
+                    rbuf,
+                    up,
+                    ubuf,
+                    limits.idle,
+                    &mut log,
+                ));
+                let watchdog = stream_watchdog(&progress, start, life);
+                monoio::select! {
+                    _ = tunnel => None,
+                    expiry = watchdog => Some(expiry),
+                }
+            };
+            if let Some(expiry) = expired {
+                if let Some(hs) = w.stats().http.get(listener) {
+                    hs.inc(w.index, expiry.reply(true).stat);
+                }
+            }
             let parts = ConnParts {
                 head: &head,
                 headers: &headers,
@@ -344,14 +365,15 @@ async fn send_error_and_close(
 }
 
 /// Routes and serves one parsed request, then logs it. `Some`: the upstream accepted an
-/// upgrade; the caller runs the tunnel and then finishes (logs) the request.
+/// upgrade; the caller runs the tunnel under the route's limits and then finishes (logs) the
+/// request.
 async fn handle_request<'w>(
     w: &'w Rc<Worker>,
     listener: usize,
     c: &mut Downstream,
     hcm: &HttpConnectionManager,
     req: &Request,
-) -> Option<(Upgraded<'w>, RequestLog<'w>)> {
+) -> Option<(Upgraded<'w>, RequestLog<'w>, StreamLimits)> {
     let stats = &w.shared.stats;
     let hs = stats.http.get(listener);
     if let Some(hs) = hs {
@@ -417,27 +439,49 @@ async fn handle_request<'w>(
                             return None;
                         }
                     };
-                    // Boxed, once per forwarded request: inline, the forwarder's state (about
-                    // 4 KiB) would be part of every connection's task for its whole life, idle
-                    // keep-alive ones included; boxed, an idle connection's task is the read
-                    // it waits in. One allocation per request from the worker's own heap is the
-                    // price of idle connections costing a third as much.
-                    let upgraded = Box::pin(super::forward::forward(
-                        w,
-                        listener,
-                        c,
-                        hcm,
-                        req,
-                        m.route,
-                        action,
-                        retry,
-                        &mutations,
-                        &mut log,
-                        upgrade.as_deref(),
-                    ))
-                    .await;
-                    if let Some(up) = upgraded {
-                        return Some((up, log));
+                    // The route's stream limits: its idle timeout bounds each body read and
+                    // response write; the request and whole-stream limits are the watchdog's.
+                    let limits = StreamLimits::of(hcm, Some(action));
+                    c.stream_idle_timeout = limits.idle;
+                    c.progress.reset();
+                    let progress = Rc::clone(&c.progress);
+                    let watched = StreamLimits {
+                        idle: Duration::ZERO,
+                        ..limits
+                    };
+                    let start = log.start;
+                    let outcome = {
+                        // Boxed, once per forwarded request: inline, the forwarder's state
+                        // (about 4 KiB) would be part of every connection's task for its whole
+                        // life, idle keep-alive ones included; boxed, an idle connection's task
+                        // is the read it waits in. One allocation per request from the worker's
+                        // own heap is the price of idle connections costing a third as much.
+                        let forwarding = Box::pin(super::forward::forward(
+                            w,
+                            listener,
+                            c,
+                            hcm,
+                            req,
+                            m.route,
+                            action,
+                            retry,
+                            &mutations,
+                            &mut log,
+                            upgrade.as_deref(),
+                        ));
+                        let watchdog = stream_watchdog(&progress, start, watched);
+                        monoio::select! {
+                            upgraded = forwarding => Ok(upgraded),
+                            expiry = watchdog => Err(expiry),
+                        }
+                    };
+                    c.stream_idle_timeout = hcm.stream_idle_timeout;
+                    match outcome {
+                        Ok(Some(up)) => return Some((up, log, limits)),
+                        Ok(None) => {}
+                        Err(expiry) => {
+                            answer_expiry(w, listener, c, hcm, req, &mut log, expiry).await;
+                        }
                     }
                 }
             }
@@ -446,6 +490,32 @@ async fn handle_request<'w>(
 
     finish_request(w, listener, &c.parts(), req, &log);
     None
+}
+
+/// Ends a request a stream limit cut short (the forwarder was dropped wherever it was, which
+/// released everything it held). Envoy's answer when no response has started; otherwise the
+/// connection just closes, since a partial response cannot be finished. Either way the
+/// connection closes: what the client was still sending is unread.
+async fn answer_expiry(
+    w: &Rc<Worker>,
+    listener: usize,
+    c: &mut Downstream,
+    hcm: &HttpConnectionManager,
+    req: &Request,
+    log: &mut RequestLog<'_>,
+    expiry: Expiry,
+) {
+    let reply = expiry.reply(c.progress.request_complete());
+    if let Some(hs) = w.stats().http.get(listener) {
+        hs.inc(w.index, reply.stat);
+    }
+    log.flags.insert(reply.flag);
+    c.close = true;
+    if c.progress.response_started() {
+        return;
+    }
+    let unread = !c.progress.request_complete();
+    local_reply(c, req, log, reply.status, reply.body, hcm, unread, &[]).await;
 }
 
 /// Which upgrade to ask the upstream for. `Ok(None)`: not an upgrade request, or `h2c`, which

@@ -176,6 +176,8 @@ mod tests {
                 cluster,
                 cluster_name: format!("service{cluster}"),
                 timeout: None,
+                idle_timeout: None,
+                max_stream_duration: None,
                 prefix_rewrite: None,
                 host_rewrite_literal: None,
                 retry_policy: None,

@@ -13,7 +13,6 @@
 //! is released only after the bytes were handed on, so a slow reader slows the writer instead of
 //! growing a buffer.
 
-use std::cell::Cell;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -37,7 +36,7 @@ use crate::exchange::endpoint::{
 use crate::exchange::outcome::failure_reply;
 use crate::exchange::request_log::RequestLog;
 use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
-use crate::exchange::watchdog::{idle_watchdog, Activity};
+use crate::exchange::watchdog::{stream_watchdog, Activity, StreamLimits};
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{is_hop_by_hop, write_chunk_size, write_header};
 use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead};
@@ -51,7 +50,7 @@ use crate::proxy::headers::Mutations;
 use crate::proxy::io::{read_append_until, write_all_until, IoFail};
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
-use crate::stats::{ClusterStat, EndpointStat, HttpStat};
+use crate::stats::{ClusterStat, EndpointStat};
 use crate::upstream::membership::Endpoint;
 use crate::upstream::pool::UpstreamConn;
 
@@ -113,10 +112,11 @@ impl Upstream {
     }
 }
 
-/// Serves `req` from its cluster and answers on `respond`, under the connection manager's
-/// `stream_idle_timeout`: a stream on which nothing moves for that long (a body that stalls,
-/// a client that grants no window, an upstream that goes quiet) gets Envoy's 408 when no
-/// response has started, or a reset, and gives back everything it held.
+/// Serves `req` from its cluster and answers on `respond`, under the stream's limits
+/// (`exchange::watchdog`): a stream on which nothing moves for the idle timeout (a body that
+/// stalls, a client that grants no window, an upstream that goes quiet), whose request is not
+/// in by `request_timeout`, or that outlives `max_stream_duration` gets Envoy's 408 or 504 when
+/// no response has started, or a reset, and gives back everything it held.
 pub async fn forward(
     w: &Rc<Worker>,
     req: &StreamRequest<'_>,
@@ -125,26 +125,36 @@ pub async fn forward(
     log: &mut RequestLog<'_>,
 ) {
     let activity = Rc::new(Activity::default());
-    let started = Cell::new(false);
-    let timed_out = {
-        let work = serve(w, req, body, respond, log, &activity, &started);
-        let watchdog = idle_watchdog(&activity, req.hcm.stream_idle_timeout);
+    let limits = StreamLimits::of(req.hcm, Some(req.action));
+    let start = log.start;
+    let expired = {
+        let work = serve(w, req, body, respond, log, &activity);
+        let watchdog = stream_watchdog(&activity, start, limits);
         monoio::select! {
-            _ = work => false,
-            _ = watchdog => true,
+            _ = work => None,
+            expiry = watchdog => Some(expiry),
         }
     };
-    if !timed_out {
+    let Some(expiry) = expired else {
         return;
-    }
+    };
+    let reply = expiry.reply(activity.request_complete());
     if let Some(hs) = w.stats().http.get(req.ctx.listener) {
-        hs.inc(w.index, HttpStat::DownstreamRqIdleTimeout);
+        hs.inc(w.index, reply.stat);
     }
-    log.flags.insert(ResponseFlags::STREAM_IDLE_TIMEOUT);
-    if started.get() {
+    log.flags.insert(reply.flag);
+    if activity.response_started() {
         respond.send_reset(Reason::CANCEL);
     } else {
-        local_reply(respond, req.hcm, req.grpc, 408, b"stream timeout", &[], log);
+        local_reply(
+            respond,
+            req.hcm,
+            req.grpc,
+            reply.status,
+            reply.body,
+            &[],
+            log,
+        );
     }
 }
 
@@ -155,7 +165,6 @@ async fn serve(
     respond: &mut SendResponse<Bytes>,
     log: &mut RequestLog<'_>,
     activity: &Rc<Activity>,
-    started: &Cell<bool>,
 ) {
     let cluster_id = req.action.cluster;
     log.cluster = Some(cluster_id);
@@ -180,6 +189,9 @@ async fn serve(
         }
     };
     log.bytes_received = body.len;
+    if body.rest.is_none() {
+        activity.complete_request();
+    }
 
     // 2. admission
     let mut creq = match admit(w, cluster_id, req.retry) {
@@ -215,11 +227,7 @@ async fn serve(
             );
             match upstream {
                 Upstream::H2 { response, _slot } => {
-                    let relay = Relay {
-                        deadline,
-                        activity,
-                        started,
-                    };
+                    let relay = Relay { deadline, activity };
                     relay_h2(w, req, response, respond, relay, log).await;
                 }
                 Upstream::H1 {
@@ -228,11 +236,7 @@ async fn serve(
                     buf,
                     headers,
                 } => {
-                    let relay = Relay {
-                        deadline,
-                        activity,
-                        started,
-                    };
+                    let relay = Relay { deadline, activity };
                     relay_h1(w, req, conn, head, buf, headers, respond, relay, log).await;
                 }
             }
@@ -341,7 +345,8 @@ pub(crate) async fn attempts<'w>(
                 {
                     Ok(conn) => {
                         log.upstream_host = Some(conn.endpoint.addr);
-                        attempt_h1(w, req, conn, authority, &path, &headers, body, try_deadline)
+                        let target = (authority, path.as_slice());
+                        attempt_h1(w, req, conn, target, &headers, body, try_deadline, activity)
                             .await
                     }
                     Err(e) => Err((e, None)),
@@ -651,6 +656,7 @@ async fn attempt_h2(
                 rest.pump(&mut stream, w.shared.tuning.body_chunk_bytes, activity)
                     .await
                     .map_err(fail)?;
+                activity.complete_request();
             }
             // An HTTP/2 client's body flows alongside the response (gRPC streams both ways).
             Some(BodyRest::H2(rest)) => {
@@ -738,6 +744,7 @@ async fn pump_request_body(
             }
         }
     }
+    activity.complete_request();
     match trailers {
         Some(t) => {
             let _ = up.send_trailers(t);
@@ -755,11 +762,11 @@ async fn attempt_h1(
     w: &Rc<Worker>,
     req: &StreamRequest<'_>,
     mut conn: UpstreamConn,
-    authority: &[u8],
-    path: &[u8],
+    (authority, path): (&[u8], &[u8]),
     headers: &HeaderMap,
     body: &mut RequestBody<'_>,
     deadline: Option<Instant>,
+    activity: &Activity,
 ) -> Result<(Upstream, Arc<Endpoint>), AttemptFail> {
     let endpoint = conn.endpoint.clone();
     let reused = conn.reused;
@@ -814,6 +821,7 @@ async fn attempt_h1(
         loop {
             match down.data().await {
                 Some(Ok(data)) => {
+                    activity.stamp();
                     let n = data.len();
                     out.clear();
                     frame_body(&mut out, &data, chunked);
@@ -830,6 +838,7 @@ async fn attempt_h1(
                 None => break,
             }
         }
+        activity.complete_request();
         if chunked {
             out.clear();
             out.extend_from_slice(b"0\r\n\r\n");
@@ -989,12 +998,11 @@ pub(crate) fn log_response_head(
     }
 }
 
-/// What bounds a response relay: the route's deadline, the stream's progress stamps, and
-/// whether the response head went out (set here, read by the idle watchdog's caller).
+/// What bounds a response relay: the route's deadline and the stream's progress (stamped
+/// here, and marked once the response head went out, for the watchdog).
 struct Relay<'a> {
     deadline: Option<Instant>,
     activity: &'a Activity,
-    started: &'a Cell<bool>,
 }
 
 /// Relays an HTTP/2 upstream's response: head, data as the client's window allows, trailers.
@@ -1006,11 +1014,7 @@ async fn relay_h2(
     relay: Relay<'_>,
     log: &mut RequestLog<'_>,
 ) {
-    let Relay {
-        deadline,
-        activity,
-        started,
-    } = relay;
+    let Relay { deadline, activity } = relay;
     let (mut parts, mut up) = response.into_parts();
     finish_response_headers(req, &mut parts.headers, log.upstream_service_time);
     let status = parts.status.as_u16();
@@ -1022,7 +1026,7 @@ async fn relay_h2(
             .insert(ResponseFlags::DOWNSTREAM_CONNECTION_TERMINATION);
         return;
     };
-    started.set(true);
+    activity.start_response();
     if end {
         return;
     }
@@ -1087,11 +1091,7 @@ async fn relay_h1(
     relay: Relay<'_>,
     log: &mut RequestLog<'_>,
 ) {
-    let Relay {
-        deadline,
-        activity,
-        started,
-    } = relay;
+    let Relay { deadline, activity } = relay;
     let is_head = req.head.parts.method == http::Method::HEAD;
     let framing = if is_head || matches!(head.status, 204 | 304) {
         BodyFraming::None
@@ -1123,7 +1123,7 @@ async fn relay_h1(
     let end = framing == BodyFraming::None || framing == BodyFraming::Length(0);
     let mut down = match respond.send_response(response, end) {
         Ok(down) => {
-            started.set(true);
+            activity.start_response();
             down
         }
         Err(_) => {

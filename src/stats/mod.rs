@@ -207,6 +207,7 @@ stat_enum! {
         DownstreamRqTimeout = "downstream_rq_timeout",
         DownstreamRqHeaderTimeout = "downstream_rq_header_timeout",
         DownstreamRqIdleTimeout = "downstream_rq_idle_timeout",
+        DownstreamRqMaxDurationReached = "downstream_rq_max_duration_reached",
         DownstreamRqTooManyPrematureResets = "downstream_rq_too_many_premature_resets",
         Http2OutboundControlFlood = "http2.outbound_control_flood",
         Http2InboundEmptyFramesFlood = "http2.inbound_empty_frames_flood",

@@ -23,6 +23,8 @@ enum Action {
         timeout: Option<String>,
         prefix_rewrite: Option<String>,
         retry: Option<(String, u32, Option<String>)>,
+        /// Further route-action fields (YAML, unindented, one field per line).
+        extra: Vec<String>,
     },
     Direct {
         status: u16,
@@ -75,7 +77,16 @@ impl Route {
             timeout: None,
             prefix_rewrite: None,
             retry: None,
+            extra: Vec::new(),
         }
+    }
+
+    /// Adds route-action fields, e.g. `idle_timeout: 1s`.
+    pub fn action_extra(mut self, yaml: &str) -> Route {
+        if let Action::Cluster { extra, .. } = &mut self.action {
+            extra.push(yaml.into());
+        }
+        self
     }
 
     /// Adds an exact header match (`headers: [{name, string_match: {exact}}]`).
@@ -138,6 +149,7 @@ impl Route {
                 timeout,
                 prefix_rewrite,
                 retry,
+                extra,
             } => {
                 out.push_str(&format!(
                     "                route:\n                  cluster: {}\n",
@@ -157,6 +169,9 @@ impl Route {
                     if let Some(t) = per_try {
                         out.push_str(&format!("                    per_try_timeout: {}\n", q(t)));
                     }
+                }
+                for line in extra.iter().flat_map(|e| e.lines()) {
+                    out.push_str(&format!("                  {line}\n"));
                 }
             }
             Action::Direct { status, body } => {
