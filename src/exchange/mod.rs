@@ -11,13 +11,16 @@
 //! 3. **the retry decision** ([`retry`]): a pure function of policy, outcome, state and clock;
 //! 4. **failures** ([`outcome`]): Envoy's local reply, response flag and stat for each way an
 //!    attempt can fail;
-//! 5. **idleness** ([`watchdog`]): progress stamps and one watchdog per exchange for
-//!    `stream_idle_timeout`;
-//! 6. **the record** ([`request_log`]): what the access-log line and stats of the request say.
+//! 5. **time** ([`watchdog`]): progress stamps and one watchdog per exchange for the stream
+//!    limits (`stream_idle_timeout` or the route's `idle_timeout`, `request_timeout`,
+//!    `max_stream_duration`);
+//! 6. **the record** ([`request_log`]): what the access-log line and stats of the request say;
+//!    [`active`] holds the request's `downstream_rq_active` and in-flight units while it lives.
 //!
 //! The forwarders in `proxy::forward` (HTTP/1.1 clients) and `proxy::stream_forward` (HTTP/2
 //! streams) drive these phases with their codec's I/O.
 
+pub mod active;
 pub mod admission;
 pub mod endpoint;
 pub mod outcome;

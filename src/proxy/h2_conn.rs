@@ -17,6 +17,7 @@ use http::request::Parts;
 use http::Request;
 
 use crate::config::RouteAction;
+use crate::exchange::active::ActiveRequest;
 use crate::exchange::request_log::{log_request, LoggedConnection, RequestLog};
 use crate::proxy::flags::ResponseFlags;
 use crate::proxy::h2_downstream::{is_grpc, local_reply, ConnCtx, StreamHead};
@@ -80,10 +81,7 @@ pub async fn serve_stream(
         respond.send_reset(Reason::PROTOCOL_ERROR);
         return;
     }
-    if let Some(hs) = hs {
-        hs.inc(w.index, HttpStat::DownstreamRqActive);
-    }
-    w.in_flight.set(w.in_flight.get() + 1);
+    let _active = ActiveRequest::start(w, listener);
     w.membership.borrow_mut().refresh();
 
     let authority: &[u8] = match parts.uri.authority() {
@@ -156,7 +154,6 @@ pub async fn serve_stream(
 
     let elapsed = log.start.elapsed();
     if let Some(hs) = hs {
-        hs.dec(w.index, HttpStat::DownstreamRqActive);
         if log.status != 0 {
             hs.codes.inc(w.index, log.status);
         }
@@ -167,7 +164,6 @@ pub async fn serve_stream(
         elapsed.as_micros() as u64,
     );
     write_access_log(w, ctx, &head, &log, elapsed);
-    w.in_flight.set(w.in_flight.get().saturating_sub(1));
 }
 
 fn write_access_log(

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::transport::Transport;
 
 use crate::config::{ForwardAction, HttpConnectionManager, RouteAction};
+use crate::exchange::active::ActiveRequest;
 use crate::exchange::request_log::{log_request, LoggedConnection, RequestLog};
 use crate::exchange::watchdog::{stream_watchdog, Activity, Expiry, StreamLimits};
 use crate::http1::parse::{parse_request, BodyFraming, Limits, RequestHead, Version};
@@ -86,6 +87,7 @@ pub async fn serve(
         };
         first = false;
         c.lend_buffers(w);
+        let active = ActiveRequest::start(w, listener);
         let upgraded = handle_request(w, listener, &mut c, hcm, &req).await;
         c.return_buffers(w);
         if let Some((up, mut log, limits)) = upgraded {
@@ -138,8 +140,10 @@ pub async fn serve(
                 local,
             };
             finish_request(w, listener, &parts, &req, &log);
+            drop(active);
             return;
         }
+        drop(active);
     }
     if c.linger {
         linger_close(&mut c).await;
@@ -379,9 +383,7 @@ async fn handle_request<'w>(
     if let Some(hs) = hs {
         hs.inc(w.index, HttpStat::DownstreamRqTotal);
         hs.inc(w.index, HttpStat::DownstreamRqHttp1Total);
-        hs.inc(w.index, HttpStat::DownstreamRqActive);
     }
-    w.in_flight.set(w.in_flight.get() + 1);
     w.membership.borrow_mut().refresh();
 
     let mut log = RequestLog::start_now();
@@ -603,7 +605,6 @@ fn finish_request(
     let hs = w.shared.stats.http.get(listener);
     let elapsed = log.start.elapsed();
     if let Some(hs) = hs {
-        hs.dec(w.index, HttpStat::DownstreamRqActive);
         if log.status != 0 {
             hs.codes.inc(w.index, log.status);
         }
@@ -614,7 +615,6 @@ fn finish_request(
         elapsed.as_micros() as u64,
     );
     write_access_log(w, listener, c, req, log, elapsed);
-    w.in_flight.set(w.in_flight.get().saturating_sub(1));
 }
 
 fn write_access_log(

@@ -18,6 +18,9 @@
 //! - `router.rs`, `domains.rs`: virtual hosts and routes; `headers.rs`: header mutations and
 //!   framing; `grpc.rs`: gRPC-shaped local replies; `flags.rs`: Envoy's response flags;
 //!   `io.rs`: reads and writes with deadlines.
+//! - `cancellation_tests.rs` (tests only): a real worker built from YAML serves real clients,
+//!   its connection future is dropped after every possible number of polls, and every count
+//!   that gates admission or feeds a gauge must come back.
 
 pub mod connection;
 pub mod domains;
@@ -36,3 +39,6 @@ pub mod stream_forward;
 pub mod tunnel;
 pub mod worker;
 pub mod worker_loop;
+
+#[cfg(test)]
+mod cancellation_tests;

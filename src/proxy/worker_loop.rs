@@ -16,9 +16,8 @@ use crate::upstream::pool::Pool;
 /// Buffers a worker keeps for reuse at most (at the default 16 KiB, 4 MiB per worker).
 const BUF_POOL_MAX_FREE: usize = 256;
 
-/// The worker's main future: accept on every listener until they close, then wait for in-flight
-/// requests to finish.
-pub async fn run(spec: WorkerSpec) {
+/// The worker's state from what the main thread handed over, and its listener sockets.
+pub(crate) fn build(spec: WorkerSpec) -> (Rc<Worker>, Vec<std::net::TcpListener>) {
     let cfg = spec.shared.config.clone();
     let seed = 0x9e37_79b9_7f4a_7c15u64
         ^ (spec.index as u64).wrapping_mul(0x2545_f491_4f6c_dd1d)
@@ -74,15 +73,22 @@ pub async fn run(spec: WorkerSpec) {
         cx_open: Cell::new(0),
         listener_cx_open: cfg.listeners.iter().map(|_| Cell::new(0)).collect(),
     });
+    (worker, spec.listeners)
+}
 
+/// The worker's main future: accept on every listener until they close, then wait for in-flight
+/// requests to finish.
+pub async fn run(spec: WorkerSpec) {
+    let index = spec.index;
+    let (worker, listeners) = build(spec);
     let open_listeners = Rc::new(Cell::new(0usize));
-    for (li, std_listener) in spec.listeners.into_iter().enumerate() {
+    for (li, std_listener) in listeners.into_iter().enumerate() {
         match monoio::net::TcpListener::from_std(std_listener) {
             Ok(l) => {
                 open_listeners.set(open_listeners.get() + 1);
                 monoio::spawn(accept_loop(worker.clone(), li, l, open_listeners.clone()));
             }
-            Err(e) => error!("worker {}: listener {li}: {e}", spec.index),
+            Err(e) => error!("worker {index}: listener {li}: {e}"),
         }
     }
 
