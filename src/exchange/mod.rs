@@ -8,7 +8,8 @@
 //! 2. **endpoint choice and connection** ([`endpoint`]): load balancing with health, outlier
 //!    ejection and the previous-host rule, then a pooled HTTP/1.1 connection or an HTTP/2
 //!    stream slot, each holding its `max_connections` permit;
-//! 3. **the retry decision** ([`retry`]): a pure function of policy, outcome, state and clock;
+//! 3. **attempts and the retry decision** ([`attempts`], [`retry`]): the one attempt loop and
+//!    its bookkeeping around a pure decision function of policy, outcome, state and clock;
 //! 4. **failures** ([`outcome`]): Envoy's local reply, response flag and stat for each way an
 //!    attempt can fail;
 //! 5. **time** ([`watchdog`]): progress stamps and one watchdog per exchange for the stream
@@ -22,6 +23,7 @@
 
 pub mod active;
 pub mod admission;
+pub mod attempts;
 pub mod endpoint;
 pub mod outcome;
 pub mod request_log;

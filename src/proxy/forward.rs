@@ -13,7 +13,8 @@
 //!    response head within the per-try and route deadlines. An upstream that answers while the
 //!    body is still streaming (a 413 before reading it) is heard: sending stops and its answer
 //!    is relayed, as nginx does;
-//! 4. retry decision (`exchange::retry::decide`);
+//! 4. retry decision: the attempt loop is `exchange::attempts::run`, shared with the HTTP/2
+//!    forwarder; this file gives it one try (connection, head, body, response head);
 //! 5. relay: the response head is rewritten and the body streamed back in bounded chunks, each
 //!    write to the client bounded by `stream_idle_timeout`; the upstream connection returns to
 //!    the pool only if the exchange ended cleanly.
@@ -26,10 +27,11 @@ use std::time::Instant;
 
 use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
 use crate::exchange::admission::admit;
-use crate::exchange::endpoint::{obtain_connection, release_upstream, report_outcome, TriedHosts};
+use crate::exchange::attempts::{Answered, Try};
+use crate::exchange::endpoint::{obtain_connection, release_upstream};
 use crate::exchange::outcome::failure_reply;
 use crate::exchange::request_log::RequestLog;
-use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
+use crate::exchange::retry::AttemptError;
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{write_chunk, write_last_chunk};
 use crate::http1::parse::{parse_response, BodyFraming, Limits, Method, ResponseHead, Version};
@@ -44,6 +46,7 @@ use crate::proxy::tunnel::Upgraded;
 use crate::proxy::worker::Worker;
 use crate::stats::histograms::HistogramId;
 use crate::stats::{ClusterStat, EndpointStat};
+use crate::upstream::membership::Endpoint;
 use crate::upstream::pool::UpstreamConn;
 
 /// A response head the upstream sent, and whether it came before the request body was all
@@ -51,6 +54,28 @@ use crate::upstream::pool::UpstreamConn;
 struct Answer {
     head: ResponseHead,
     early: bool,
+}
+
+/// An HTTP/1.1 upstream connection that answered, as the attempt loop sees it.
+struct Answered1 {
+    conn: UpstreamConn,
+    answer: Answer,
+}
+
+impl Answered for Answered1 {
+    fn status(&self) -> u16 {
+        self.answer.head.status
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        &self.conn.endpoint
+    }
+
+    fn abandon(self, w: &Worker) {
+        w.pool
+            .borrow_mut()
+            .discard(self.conn, ClusterStat::UpstreamCxDestroyLocal);
+    }
 }
 
 /// Serves `req` by forwarding it to `action.cluster`. Writes the response (or a local reply)
@@ -169,150 +194,63 @@ pub async fn forward<'w>(
     // 3-4. attempts
     let deadline = action.timeout.map(|t| log.start + t);
     let policy = retry;
-    let mut reuse_retry_used = false;
-    let mut fresh_to = None;
-    let mut tried = TriedHosts::default();
+    let host_rewrite = action.host_rewrite_literal.as_deref().map(str::as_bytes);
     let mut sent_body_bytes = false;
-    let outcome = loop {
-        creq.retries.back_off(w).await;
-        let attempt_start = Instant::now();
-        let per_try = policy
-            .and_then(|p| p.per_try_timeout)
-            .map(|t| attempt_start + t);
-        let try_deadline = match (deadline, per_try) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let (result, conn) = match obtain_connection(
-            w,
-            cluster_id,
-            cluster.connect_timeout,
-            try_deadline,
-            fresh_to.take(),
-            &mut tried,
-        )
-        .await
-        {
-            Ok(mut conn) => {
-                log.upstream_host = Some(conn.endpoint.addr);
-                cs.inc(w.index, ClusterStat::UpstreamRqTotal);
-                conn.endpoint.stats.inc(w.index, EndpointStat::RqTotal);
-                conn.start_request();
-                let host_rewrite = action.host_rewrite_literal.as_deref().map(str::as_bytes);
-                let result = attempt(
-                    w,
-                    c,
-                    hcm,
-                    req,
-                    &mut conn,
-                    &mut plan,
-                    path_len,
-                    host_rewrite,
-                    try_deadline,
-                    &mut sent_body_bytes,
-                    mutations,
-                    upgrade,
-                )
-                .await;
-                (result, Some(conn))
-            }
-            Err(e) => (Err(e), None),
-        };
-        let replayable = !sent_body_bytes || plan.buffered();
-        let reused = conn.as_ref().is_some_and(|c| c.reused);
-        let attempted = match &result {
-            Ok(answer) => Attempted::Response(answer.head.status),
-            Err(error) => Attempted::Failed {
-                error: *error,
-                reused,
-            },
-        };
-        if let (Some(conn), Ok(answer)) = (&conn, &result) {
-            cs.codes.inc(w.index, answer.head.status);
-            report_outcome(w, cluster_id, &conn.endpoint, answer.head.status < 500);
-        }
-        let decision = decide(
-            policy,
-            attempted,
-            RetryState {
-                retries_left: creq.retries.left,
-                reuse_retry_used,
-                replayable,
-            },
-            Clock {
-                now: Instant::now(),
-                route_deadline: deadline,
-                per_try_deadline: per_try,
-            },
-        );
-        if let (Some(conn), Err(e)) = (&conn, &result) {
-            conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
-            let endpoint_failed = decision != Decision::RetryFresh
-                && matches!(
-                    e,
-                    AttemptError::Reset { .. } | AttemptError::Timeout | AttemptError::Protocol
-                );
-            if endpoint_failed {
-                report_outcome(w, cluster_id, &conn.endpoint, false);
-            }
-        }
-        let retried = match decision {
-            Decision::Accept => false,
-            Decision::RetryFresh => {
-                reuse_retry_used = true;
-                fresh_to = conn.as_ref().map(|c| c.endpoint.clone());
-                cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
-                true
-            }
-            Decision::Retry { per_try_timeout }
-            | Decision::Fail {
-                per_try_timeout, ..
-            } => {
-                if per_try_timeout {
-                    cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
+    let outcome = crate::exchange::attempts::run(
+        w,
+        cluster_id,
+        policy,
+        &mut creq,
+        deadline,
+        async |t: Try<'_>| {
+            let obtained = obtain_connection(
+                w,
+                cluster_id,
+                cluster.connect_timeout,
+                t.deadline,
+                t.fresh_to,
+                t.tried,
+            )
+            .await;
+            let result = match obtained {
+                Ok(mut conn) => {
+                    log.upstream_host = Some(conn.endpoint.addr);
+                    cs.inc(w.index, ClusterStat::UpstreamRqTotal);
+                    conn.endpoint.stats.inc(w.index, EndpointStat::RqTotal);
+                    conn.start_request();
+                    let result = attempt(
+                        w,
+                        c,
+                        hcm,
+                        req,
+                        &mut conn,
+                        &mut plan,
+                        path_len,
+                        host_rewrite,
+                        t.deadline,
+                        &mut sent_body_bytes,
+                        mutations,
+                        upgrade,
+                    )
+                    .await;
+                    match result {
+                        Ok(answer) => Ok(Answered1 { conn, answer }),
+                        Err(e) => {
+                            let failed = (conn.endpoint.clone(), conn.reused);
+                            w.pool
+                                .borrow_mut()
+                                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
+                            Err((e, Some(failed)))
+                        }
+                    }
                 }
-                matches!(decision, Decision::Retry { .. }) && creq.retries.take(w, cluster_id)
-            }
-        };
-        if retried {
-            if let Some(conn) = conn {
-                if result.is_ok() {
-                    conn.endpoint.stats.inc(w.index, EndpointStat::RqError);
-                }
-                let why = if result.is_ok() {
-                    ClusterStat::UpstreamCxDestroyLocal
-                } else {
-                    ClusterStat::UpstreamCxDestroyRemote
-                };
-                w.pool.borrow_mut().discard(conn, why);
-            }
-            continue;
-        }
-        match (result, conn) {
-            (Ok(answer), Some(conn)) => {
-                let stat = if answer.head.status >= 500 {
-                    EndpointStat::RqError
-                } else {
-                    EndpointStat::RqSuccess
-                };
-                conn.endpoint.stats.inc(w.index, stat);
-                // As Envoy counts it: a retried request whose response is not retried again.
-                if creq.retries.taken > 0 {
-                    cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
-                }
-                break Ok((conn, answer, attempt_start));
-            }
-            (Err(e), conn) => {
-                if let Some(conn) = conn {
-                    w.pool
-                        .borrow_mut()
-                        .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
-                }
-                break Err(e);
-            }
-            (Ok(_), None) => break Err(AttemptError::Protocol),
-        }
-    };
+                Err(e) => Err((e, None)),
+            };
+            (result, !sent_body_bytes || plan.buffered())
+        },
+    )
+    .await
+    .map(|a| (a.leg.conn, a.leg.answer, a.sent_at));
 
     match outcome {
         Ok((conn, answer, sent_at)) => {

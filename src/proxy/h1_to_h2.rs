@@ -164,7 +164,13 @@ pub(crate) async fn forward<'w>(
     };
     let (outcome, body_unread) = outcome;
     match outcome {
-        Ok((Upstream::H2 { response, _slot }, sent_at, deadline)) => {
+        Ok((
+            Upstream::H2 {
+                response, _slot, ..
+            },
+            sent_at,
+            deadline,
+        )) => {
             let service_time = sent_at.elapsed();
             log.upstream_service_time = Some(service_time);
             w.histograms.borrow_mut().record(

@@ -13,8 +13,8 @@
 //! - Forwarding: `forward.rs` (HTTP/1.1 client to HTTP/1.1 cluster), `h1_to_h2.rs` (HTTP/1.1
 //!   client to HTTP/2 cluster, through the stream forwarder), `stream_forward.rs` (HTTP/2 client
 //!   to either), `tunnel.rs` (after an upgrade). Their shared phases (admission, endpoint and
-//!   connection, retries, failure replies, the idle watchdog, the request log) are
-//!   `crate::exchange`.
+//!   connection, the one attempt loop with its retry decision, failure replies, the stream
+//!   watchdog, the request log) are `crate::exchange`; a forwarder supplies its codec's try.
 //! - `router.rs`, `domains.rs`: virtual hosts and routes; `headers.rs`: header mutations and
 //!   framing; `grpc.rs`: gRPC-shaped local replies; `flags.rs`: Envoy's response flags;
 //!   `io.rs`: reads and writes with deadlines.

@@ -29,13 +29,13 @@ use crate::config::{
     UpstreamProtocol,
 };
 use crate::exchange::admission::{admit, ClusterRequest};
+use crate::exchange::attempts::{Answered, Try};
 use crate::exchange::endpoint::{
-    obtain_connection, obtain_stream_slot, pick_endpoint, release_upstream, report_outcome,
-    TriedHosts,
+    obtain_connection, obtain_stream_slot, pick_endpoint, release_upstream,
 };
 use crate::exchange::outcome::failure_reply;
 use crate::exchange::request_log::RequestLog;
-use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, RetryState};
+use crate::exchange::retry::AttemptError;
 use crate::exchange::watchdog::{stream_watchdog, Activity, StreamLimits};
 use crate::http1::body::ChunkedDecoder;
 use crate::http1::encode::{is_hop_by_hop, write_chunk_size, write_header};
@@ -93,6 +93,7 @@ impl RequestBody<'_> {
 pub(crate) enum Upstream {
     H2 {
         response: Response<RecvStream>,
+        endpoint: Arc<Endpoint>,
         _slot: StreamSlot,
     },
     H1 {
@@ -226,7 +227,9 @@ async fn serve(
                 service_time.as_micros() as u64,
             );
             match upstream {
-                Upstream::H2 { response, _slot } => {
+                Upstream::H2 {
+                    response, _slot, ..
+                } => {
                     let relay = Relay { deadline, activity };
                     relay_h2(w, req, response, respond, relay, log).await;
                 }
@@ -292,160 +295,86 @@ pub(crate) async fn attempts<'w>(
     let headers = upstream_headers(req, &request_id);
 
     let deadline = req.action.timeout.map(|t| log.start + t);
-    let policy = req.retry;
-    let mut reuse_retry_used = false;
-    let mut fresh_to: Option<Arc<Endpoint>> = None;
-    let mut tried = TriedHosts::default();
-    loop {
-        creq.retries.back_off(w).await;
-        let attempt_start = Instant::now();
-        let per_try = policy
-            .and_then(|p| p.per_try_timeout)
-            .map(|t| attempt_start + t);
-        let try_deadline = match (deadline, per_try) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let replayable = body.rest.is_none();
-        let result = match cluster.protocol {
-            UpstreamProtocol::Http2(opts) => {
-                let Some(endpoint) = pick_endpoint(w, cluster_id, fresh_to.take(), &mut tried)
-                else {
-                    return Err(AttemptError::Connect);
-                };
-                log.upstream_host = Some(endpoint.addr);
-                attempt_h2(
-                    w,
-                    req,
-                    cluster_id,
-                    &endpoint,
-                    opts,
-                    cluster.connect_timeout,
-                    cluster.tls.is_some(),
-                    authority,
-                    &path,
-                    &headers,
-                    body,
-                    try_deadline,
-                    activity,
-                )
-                .await
-                .map(|u| (u, endpoint))
-            }
-            UpstreamProtocol::Http1 => {
-                match obtain_connection(
-                    w,
-                    cluster_id,
-                    cluster.connect_timeout,
-                    try_deadline,
-                    fresh_to.take(),
-                    &mut tried,
-                )
-                .await
-                {
-                    Ok(conn) => {
-                        log.upstream_host = Some(conn.endpoint.addr);
-                        let target = (authority, path.as_slice());
-                        attempt_h1(w, req, conn, target, &headers, body, try_deadline, activity)
+    let accepted = crate::exchange::attempts::run(
+        w,
+        cluster_id,
+        req.retry,
+        creq,
+        deadline,
+        async |t: Try<'_>| {
+            let had_rest = body.rest.is_some();
+            let result = match cluster.protocol {
+                UpstreamProtocol::Http2(opts) => {
+                    match pick_endpoint(w, cluster_id, t.fresh_to, t.tried) {
+                        None => Err((AttemptError::Connect, None)),
+                        Some(endpoint) => {
+                            log.upstream_host = Some(endpoint.addr);
+                            attempt_h2(
+                                w,
+                                req,
+                                cluster_id,
+                                &endpoint,
+                                opts,
+                                cluster.connect_timeout,
+                                cluster.tls.is_some(),
+                                authority,
+                                &path,
+                                &headers,
+                                body,
+                                t.deadline,
+                                activity,
+                            )
                             .await
-                    }
-                    Err(e) => Err((e, None)),
-                }
-            }
-        };
-        let attempted = match &result {
-            Ok((upstream, _)) => Attempted::Response(upstream.status()),
-            Err((error, failed)) => Attempted::Failed {
-                error: *error,
-                reused: failed.as_ref().is_some_and(|(_, reused)| *reused),
-            },
-        };
-        let decision = decide(
-            policy,
-            attempted,
-            RetryState {
-                retries_left: creq.retries.left,
-                reuse_retry_used,
-                replayable,
-            },
-            Clock {
-                now: Instant::now(),
-                route_deadline: deadline,
-                per_try_deadline: per_try,
-            },
-        );
-        let cs = w.stats().clusters.get(cluster_id);
-        match result {
-            Ok((upstream, endpoint)) => {
-                let status = upstream.status();
-                if let Some(cs) = cs {
-                    cs.codes.inc(w.index, status);
-                }
-                report_outcome(w, cluster_id, &endpoint, status < 500);
-                if matches!(decision, Decision::Retry { .. }) && creq.retries.take(w, cluster_id) {
-                    endpoint.stats.inc(w.index, EndpointStat::RqError);
-                    if let Upstream::H1 { conn, .. } = upstream {
-                        w.pool
-                            .borrow_mut()
-                            .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
-                    }
-                    continue;
-                }
-                let stat = if status >= 500 {
-                    EndpointStat::RqError
-                } else {
-                    EndpointStat::RqSuccess
-                };
-                endpoint.stats.inc(w.index, stat);
-                if creq.retries.taken > 0 {
-                    if let Some(cs) = cs {
-                        cs.inc(w.index, ClusterStat::UpstreamRqRetrySuccess);
-                    }
-                }
-                return Ok((upstream, attempt_start, deadline));
-            }
-            Err((e, failed)) => {
-                if let Some((endpoint, _)) = &failed {
-                    endpoint.stats.inc(w.index, EndpointStat::RqError);
-                    let endpoint_failed = decision != Decision::RetryFresh
-                        && matches!(
-                            e,
-                            AttemptError::Reset { .. }
-                                | AttemptError::Timeout
-                                | AttemptError::Protocol
-                        );
-                    if endpoint_failed {
-                        report_outcome(w, cluster_id, endpoint, false);
-                    }
-                }
-                match decision {
-                    Decision::RetryFresh => {
-                        reuse_retry_used = true;
-                        fresh_to = failed.map(|(e, _)| e);
-                        if let Some(cs) = cs {
-                            cs.inc(w.index, ClusterStat::UpstreamRqReuseRetry);
                         }
-                        continue;
                     }
-                    Decision::Retry { per_try_timeout }
-                    | Decision::Fail {
-                        per_try_timeout, ..
-                    } => {
-                        if per_try_timeout {
-                            if let Some(cs) = cs {
-                                cs.inc(w.index, ClusterStat::UpstreamRqPerTryTimeout);
-                            }
-                        }
-                        if matches!(decision, Decision::Retry { .. })
-                            && creq.retries.take(w, cluster_id)
-                        {
-                            continue;
-                        }
-                        return Err(e);
-                    }
-                    Decision::Accept => return Err(e),
                 }
-            }
+                UpstreamProtocol::Http1 => {
+                    match obtain_connection(
+                        w,
+                        cluster_id,
+                        cluster.connect_timeout,
+                        t.deadline,
+                        t.fresh_to,
+                        t.tried,
+                    )
+                    .await
+                    {
+                        Ok(conn) => {
+                            log.upstream_host = Some(conn.endpoint.addr);
+                            let target = (authority, path.as_slice());
+                            attempt_h1(w, req, conn, target, &headers, body, t.deadline, activity)
+                                .await
+                        }
+                        Err(e) => Err((e, None)),
+                    }
+                }
+            };
+            // The rest of a long body goes out once: a try that took it cannot be repeated.
+            let replayable = !had_rest || body.rest.is_some();
+            (result, replayable)
+        },
+    )
+    .await?;
+    Ok((accepted.leg, accepted.sent_at, deadline))
+}
+
+impl Answered for Upstream {
+    fn status(&self) -> u16 {
+        Upstream::status(self)
+    }
+
+    fn endpoint(&self) -> &Endpoint {
+        match self {
+            Upstream::H2 { endpoint, .. } => endpoint,
+            Upstream::H1 { conn, .. } => &conn.endpoint,
+        }
+    }
+
+    fn abandon(self, w: &Worker) {
+        if let Upstream::H1 { conn, .. } = self {
+            w.pool
+                .borrow_mut()
+                .discard(conn, ClusterStat::UpstreamCxDestroyLocal);
         }
     }
 }
@@ -688,6 +617,7 @@ async fn attempt_h2(
     match response {
         Ok(response) => Ok(Upstream::H2 {
             response,
+            endpoint: endpoint.clone(),
             _slot: slot,
         }),
         Err(e) if e.is_go_away() || e.reason() == Some(Reason::REFUSED_STREAM) => {
@@ -767,7 +697,7 @@ async fn attempt_h1(
     body: &mut RequestBody<'_>,
     deadline: Option<Instant>,
     activity: &Activity,
-) -> Result<(Upstream, Arc<Endpoint>), AttemptFail> {
+) -> Result<Upstream, AttemptFail> {
     let endpoint = conn.endpoint.clone();
     let reused = conn.reused;
     let fail = |e: AttemptError| (e, Some((endpoint.clone(), reused)));
@@ -874,15 +804,12 @@ async fn attempt_h1(
                 continue;
             }
             Ok(Some(head)) => {
-                return Ok((
-                    Upstream::H1 {
-                        conn,
-                        head,
-                        buf,
-                        headers: spans,
-                    },
-                    endpoint,
-                ))
+                return Ok(Upstream::H1 {
+                    conn,
+                    head,
+                    buf,
+                    headers: spans,
+                })
             }
             Ok(None) => {}
             Err(_) => return Err(fail(AttemptError::Protocol)),
