@@ -202,18 +202,29 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
         plan.driver.name()
     );
 
-    // Sleep until asked to stop.
+    // Sleep until asked to stop. `POST /drain_listeners` drains without stopping, as Envoy's
+    // does: the listeners close, connections drain (Connection: close, HTTP/2 GOAWAY), and the
+    // process stays up with its admin until a shutdown is asked for.
+    let drain_listeners = || {
+        draining.store(true, std::sync::atomic::Ordering::Release);
+        for l in &bound {
+            l.stop_accepting();
+        }
+    };
+    let mut listeners_drained = false;
     while !state.lifecycle.shutdown_requested() {
+        if !listeners_drained && state.lifecycle.is_draining() {
+            info!("draining listeners");
+            drain_listeners();
+            listeners_drained = true;
+        }
         std::thread::park_timeout(Duration::from_millis(500));
     }
 
     // Drain.
     info!("draining (up to {} s)", cli.drain_time_s);
     state.lifecycle.start_draining();
-    draining.store(true, std::sync::atomic::Ordering::Release);
-    for l in &bound {
-        l.stop_accepting();
-    }
+    drain_listeners();
     let deadline = Instant::now() + Duration::from_secs(cli.drain_time_s);
     for h in handles {
         while !h.is_finished() && Instant::now() < deadline {

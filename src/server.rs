@@ -48,8 +48,11 @@ impl Lifecycle {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
     }
+    /// `/drain_listeners` (and the start of a shutdown): the main thread wakes, closes the
+    /// listeners and tells the workers to drain their connections.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
+        self.main_thread.unpark();
     }
     pub fn health_failed(&self) -> bool {
         self.health_failed.load(Ordering::Acquire)

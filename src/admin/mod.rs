@@ -276,6 +276,7 @@ pub(crate) mod test_support {
             stream_idle_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(3600),
             request_timeout: Duration::ZERO,
+            drain_timeout: Duration::from_secs(5),
             max_stream_duration: Duration::ZERO,
             max_request_headers_kb: 60,
             max_headers_count: 100,

@@ -198,6 +198,7 @@ const HCM: Message = Message {
         "request_headers_timeout",
         "stream_idle_timeout",
         "request_timeout",
+        "drain_timeout",
         "common_http_protocol_options",
         "max_request_headers_kb",
         "use_remote_address",
@@ -217,7 +218,6 @@ const HCM: Message = Message {
         "http3_protocol_options",
         "server_header_transformation",
         "scheme_header_transformation",
-        "drain_timeout",
         "delayed_close_timeout",
         "access_log_flush_interval",
         "flush_access_log_on_new_request",
@@ -790,6 +790,7 @@ fn http_connection_manager(
     let request_headers_timeout = dur(cx, "request_headers_timeout", Duration::from_secs(30));
     let stream_idle_timeout = dur(cx, "stream_idle_timeout", Duration::from_secs(300));
     let request_timeout = dur(cx, "request_timeout", Duration::ZERO);
+    let drain_timeout = dur(cx, "drain_timeout", Duration::from_secs(5));
     let mut max_stream_duration = Some(Duration::ZERO);
     let mut idle_timeout = Some(Duration::from_secs(3600));
     let mut max_headers_count = Some(100);
@@ -873,6 +874,7 @@ fn http_connection_manager(
         stream_idle_timeout: stream_idle_timeout?,
         idle_timeout: idle_timeout?,
         request_timeout: request_timeout?,
+        drain_timeout: drain_timeout?,
         max_stream_duration: max_stream_duration?,
         max_request_headers_kb: max_request_headers_kb?,
         max_headers_count: max_headers_count?,
@@ -1116,6 +1118,7 @@ mod tests {
           request_headers_timeout: 10s
           stream_idle_timeout: 0s
           request_timeout: 20s
+          drain_timeout: 2s
           common_http_protocol_options: {idle_timeout: 30s, max_headers_count: 50, max_stream_duration: 90s}
           max_request_headers_kb: 96
           use_remote_address: true
@@ -1136,6 +1139,7 @@ mod tests {
         assert_eq!(h.stream_idle_timeout, Duration::ZERO);
         assert_eq!(h.idle_timeout, Duration::from_secs(30));
         assert_eq!(h.request_timeout, Duration::from_secs(20));
+        assert_eq!(h.drain_timeout, Duration::from_secs(2));
         assert_eq!(h.max_stream_duration, Duration::from_secs(90));
         assert_eq!((h.max_request_headers_kb, h.max_headers_count), (96, 50));
         assert!(h.use_remote_address && !h.generate_request_id);

@@ -199,6 +199,9 @@ pub struct HttpConnectionManager {
     /// `request_timeout`: how long the whole request may take to arrive (Envoy default: none,
     /// `Duration::ZERO`).
     pub request_timeout: Duration,
+    /// `drain_timeout`: the grace between an HTTP/2 connection's shutdown notice and its final
+    /// GOAWAY (Envoy default 5 s; zero: the final GOAWAY follows one PING round trip).
+    pub drain_timeout: Duration,
     /// `common_http_protocol_options.max_stream_duration`: how long a request/response may
     /// last in all (Envoy default: none, `Duration::ZERO`).
     pub max_stream_duration: Duration,

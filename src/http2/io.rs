@@ -7,7 +7,9 @@
 //!   [`READ_BUDGET`] bytes the read yields once (wake, then `Pending`) so the worker's other
 //!   connections get their turn;
 //! - on the server side, a [`FrameGuard`] that sees every frame header the client sends and
-//!   trips on floods; a tripped connection reads nothing more.
+//!   trips on floods; a tripped connection reads nothing more;
+//! - on the server side, the drain's shutdown notice (`drain_notice`), written between two of
+//!   `h2`'s frames when the connection loop asks for it.
 
 use std::cell::Cell;
 use std::io;
@@ -19,6 +21,7 @@ use std::time::Instant;
 use monoio_compat::StreamWrapper;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::drain_notice::{Notice, NoticeHandle, OutboundFrames, SHUTDOWN_NOTICE};
 use super::guard::{Abuse, FrameGuard};
 use crate::transport::Transport;
 
@@ -40,6 +43,8 @@ pub struct H2Io {
     since_yield: usize,
     guard: Option<(FrameGuard, AbuseFlag)>,
     rx_bytes: Rc<Cell<u64>>,
+    /// Server side: where the outgoing frames are, and the drain notice to put between them.
+    notice: Option<(OutboundFrames, NoticeHandle)>,
 }
 
 impl H2Io {
@@ -52,6 +57,7 @@ impl H2Io {
             since_yield: 0,
             guard: None,
             rx_bytes: Rc::new(Cell::new(0)),
+            notice: None,
         }
     }
 
@@ -65,7 +71,40 @@ impl H2Io {
             since_yield: 0,
             guard: Some((FrameGuard::new(true), flag)),
             rx_bytes: Rc::new(Cell::new(0)),
+            notice: Some((OutboundFrames::default(), Rc::default())),
         }
+    }
+
+    /// The drain notice's state (server side), to ask for it after the stream moved into `h2`.
+    pub fn notice_handle(&self) -> Option<NoticeHandle> {
+        self.notice.as_ref().map(|(_, n)| n.clone())
+    }
+
+    /// Writes the drain notice when it is wanted and the outgoing bytes are between frames.
+    /// `Ready(Ok)`: nothing of ours is left to write before `h2`'s next bytes.
+    fn poll_notice(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some((frames, notice)) = &self.notice else {
+            return Poll::Ready(Ok(()));
+        };
+        let Notice::Writing(mut done) = notice.get() else {
+            return Poll::Ready(Ok(()));
+        };
+        if !frames.at_boundary() {
+            return Poll::Ready(Ok(()));
+        }
+        while done < SHUTDOWN_NOTICE.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &SHUTDOWN_NOTICE[done..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    done += n;
+                    notice.set(Notice::Writing(done));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        notice.set(Notice::Sent);
+        Poll::Ready(Ok(()))
     }
 
     /// Bytes received so far (for stats), readable after the stream moved into `h2`.
@@ -129,11 +168,30 @@ impl AsyncWrite for H2Io {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        if this.notice.is_none() {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        match this.poll_notice(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let (Poll::Ready(Ok(n)), Some((frames, _))) = (&written, &mut this.notice) {
+            frames.observe(buf.get(..*n).unwrap_or(buf));
+        }
+        written
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match this.poll_notice(cx) {
+            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

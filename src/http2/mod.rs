@@ -7,6 +7,7 @@
 //! `h2` hides from us, and `io` bounds how much one connection may read per wake-up.
 
 pub mod client;
+pub mod drain_notice;
 pub mod guard;
 pub mod io;
 pub mod send;

@@ -4,8 +4,10 @@
 //! The connection task owns the `h2` state machine and does nothing but accept streams, so the
 //! codec is always being driven while stream tasks (spawned on the same worker) proxy their
 //! requests. It also watches for the things `h2` does not handle: the [`FrameGuard`] tripping on
-//! a flood (GOAWAY `ENHANCE_YOUR_CALM`, then close), the worker draining (graceful GOAWAY), and
-//! the connection idling past `idle_timeout` with no open stream.
+//! a flood (GOAWAY `ENHANCE_YOUR_CALM`, then close), and the worker draining or the connection
+//! idling past `idle_timeout` with no open stream: Envoy's two-step drain, a shutdown notice
+//! (`drain_notice`), `drain_timeout` of grace in which racing streams are still served, then
+//! `h2`'s graceful shutdown with the final GOAWAY.
 //!
 //! This module only drives the codec and yields requests: what a stream's request becomes
 //! (validation, routing, forwarding) is the handler the caller passes, `proxy::h2_conn`.
@@ -24,6 +26,7 @@ use h2::server::SendResponse;
 use h2::{Reason, RecvStream};
 use http::Request;
 
+use super::drain_notice::Notice;
 use super::io::{AbuseFlag, H2Io};
 use super::{MAX_HEADER_LIST_SIZE, MAX_SEND_BUFFER};
 use crate::proxy::worker::Worker;
@@ -61,6 +64,20 @@ const H2_PENDING_ACCEPT_RESETS: usize = 1000;
 /// How often the connection loop looks at drain state and idleness.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Where a connection is in Envoy's two-step drain (started by the worker draining or by the
+/// connection idling past `idle_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    Open,
+    /// The shutdown notice is out (or on its way); new streams are still served until the
+    /// final GOAWAY at `final_at` (`drain_timeout` later).
+    Noticed {
+        final_at: Instant,
+    },
+    /// `h2`'s shutdown runs: final GOAWAY, then close once the streams are done.
+    Final,
+}
+
 /// Serves one HTTP/2 connection until it closes.
 ///
 /// Each accepted stream is handed to `handle` with an [`OpenStream`] (which the returned future
@@ -85,6 +102,7 @@ pub async fn serve<H, F>(
     let flag: AbuseFlag = Rc::new(Cell::new(None));
     let io = H2Io::server(stream, initial, flag.clone());
     let rx = io.rx_counter();
+    let notice = io.notice_handle();
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(hcm.http2.max_concurrent_streams)
@@ -108,7 +126,7 @@ pub async fn serve<H, F>(
     };
     let open_streams = Rc::new(Cell::new(0usize));
     let mut idle_since = Some(Instant::now());
-    let mut shutting_down = false;
+    let mut drain = Drain::Open;
     let mut tick = Box::pin(monoio::time::sleep(TICK));
     loop {
         let event = poll_fn(|cx| {
@@ -159,25 +177,48 @@ pub async fn serve<H, F>(
             }
             Event::Closed => break,
             Event::Tick => {
-                tick = Box::pin(monoio::time::sleep(TICK));
                 let now = Instant::now();
+                let mut start_drain = false;
                 if open_streams.get() == 0 {
                     let since = *idle_since.get_or_insert(now);
                     let idle = hcm.idle_timeout;
-                    if !idle.is_zero() && now.duration_since(since) >= idle && !shutting_down {
-                        conn.graceful_shutdown();
-                        shutting_down = true;
-                    }
+                    start_drain = !idle.is_zero() && now.duration_since(since) >= idle;
                 } else {
                     idle_since = None;
                 }
-                if w.draining() && !shutting_down {
+                if w.draining() && drain == Drain::Open {
                     if let Some(hs) = hs {
                         hs.inc(w.index, HttpStat::DownstreamCxDrainClose);
                     }
-                    conn.graceful_shutdown();
-                    shutting_down = true;
+                    start_drain = true;
                 }
+                if start_drain && drain == Drain::Open {
+                    drain = match &notice {
+                        Some(notice) if !hcm.drain_timeout.is_zero() => {
+                            notice.set(Notice::Writing(0));
+                            Drain::Noticed {
+                                final_at: now + hcm.drain_timeout,
+                            }
+                        }
+                        _ => {
+                            conn.graceful_shutdown();
+                            Drain::Final
+                        }
+                    };
+                }
+                if let Drain::Noticed { final_at } = drain {
+                    if now >= final_at {
+                        conn.graceful_shutdown();
+                        drain = Drain::Final;
+                    }
+                }
+                let next = match drain {
+                    Drain::Noticed { final_at } => {
+                        final_at.saturating_duration_since(now).min(TICK)
+                    }
+                    _ => TICK,
+                };
+                tick = Box::pin(monoio::time::sleep(next));
             }
         }
     }

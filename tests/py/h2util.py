@@ -158,6 +158,7 @@ class RawH2:
         self.send_error = None
         # What the server did.
         self.goaway = None
+        self.goaways = []
         self.rst = {}  # stream id -> error name
         self.status = {}  # stream id -> :status
         self.headers = {}  # stream id -> [(name, value)] of the response head
@@ -350,6 +351,7 @@ class RawH2:
                 "debug": f.additional_data.decode("utf-8", "replace"),
                 "at_s": round(time.monotonic() - self.t0, 3),
             }
+            self.goaways.append(self.goaway)
         elif isinstance(f, RstStreamFrame):
             self.rst[f.stream_id] = error_name(f.error_code)
         elif isinstance(f, (HeadersFrame, ContinuationFrame)):
@@ -425,6 +427,7 @@ class RawH2:
             "close_reason": self.close_reason,
             "closed_at_s": self.closed_at,
             "goaway": self.goaway,
+            "goaways": self.goaways,
             "rst": rst_counts,
             "statuses": statuses,
             "frames_sent": self.frames_sent,
