@@ -63,22 +63,23 @@ wait_http "$PROXY_PORT" "$RW" || { log "ringway did not start"; cat "$WORK/ringw
 # Warm the pools, then the measured run with the profilers attached in its middle part.
 taskset -c 0 oha --no-tui -z 2s -q "$RATE" -c "$CONNECTIONS" "http://127.0.0.1:$PROXY_PORT/" >/dev/null 2>&1 || true
 log "load: oha $RATE req/s for $DURATION, $CONNECTIONS connections, driver $IO_DRIVER"
-before=$(cpu_ticks "$RW")
 taskset -c 0 oha --no-tui --output-format json -z "$DURATION" -q "$RATE" -c "$CONNECTIONS" \
     --latency-correction "http://127.0.0.1:$PROXY_PORT/" >"$WORK/oha.json" 2>"$WORK/oha.err" &
 OHA=$!
-window=$((secs / 3))
-sleep 2
+# Three windows of a third of the run each (after 1 s of ramp): CPU with nothing attached,
+# then strace, then perf (each tracer distorts what the others measure).
+window=$(((secs - 2) / 3))
+sleep 1
+before=$(cpu_ticks "$RW")
+sleep "$window"
+after=$(cpu_ticks "$RW")
 timeout $((window + 5)) strace -c -f -p "$RW" -o "$WORK/strace.txt" >/dev/null 2>&1 &
 STRACE=$!
 sleep "$window"
 kill -INT "$STRACE" 2>/dev/null || true
 wait "$STRACE" 2>/dev/null || true
-# strace slows the traced process down: profile a separate window after it detached.
-sleep 1
 taskset -c 0 perf record -q -F 4999 -g -p "$RW" -o "$WORK/perf.data" -- sleep "$window" >/dev/null 2>&1
 wait "$OHA"
-after=$(cpu_ticks "$RW")
 
 completed=$(jq '[.statusCodeDistribution // {} | to_entries[] | .value] | add // 0' "$WORK/oha.json")
 bad=$(jq '[.statusCodeDistribution // {} | to_entries[] | select(.key != "200") | .value] | add // 0' "$WORK/oha.json")
@@ -86,8 +87,9 @@ if ((completed == 0)) || ((bad > 0)); then
     log "load failed: $completed completed, $bad not 200"
     exit 1
 fi
-us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$completed" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-echo "== CPU: ${us} µs per request ($completed requests at $RATE req/s; strace and perf attached for part of it)"
+us=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n=$((RATE * window)) 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+p50=$(jq '.latencyPercentiles.p50 * 1e6 | floor' "$WORK/oha.json")
+echo "== CPU: ${us} µs per request over ${window}s with nothing attached ($completed requests in all, oha p50 ${p50} µs)"
 
 # Requests in the strace window: the rate times the window (the load is open loop).
 reqs=$((RATE * window))

@@ -345,3 +345,34 @@ fn route_idle_timeout_overrides_the_stream_idle_timeout() {
     assert_eq!(statuses(&patient, "408"), 0, "{}", patient.explain());
     assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 2);
 }
+
+/// The idle timeout covers a silent upstream on both codecs (one watchdog, fed by every read
+/// and write of the exchange): a response that does not start within the route's 1 s
+/// `idle_timeout` gets Envoy's 504 "stream timeout" long before the 15 s route timeout.
+#[test]
+fn an_idle_timeout_cuts_a_silent_upstream_on_both_codecs() {
+    let up = TestUpstream::start();
+    let cfg = ConfigBuilder::new()
+        .cluster("backend", &[up.port])
+        .route(Route::prefix("/", "backend").action_extra("idle_timeout: 1s"));
+    let rw = Ringway::start(&cfg.render());
+    let t = Instant::now();
+    let r = http_get(rw.listen_port, "/delay/4000");
+    assert_eq!(r.status, 504, "{r:?}");
+    assert_eq!(r.body_text(), "stream timeout");
+    let url = format!("http://127.0.0.1:{}/delay/4000", rw.listen_port);
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "504");
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
+    assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 2);
+    // A response that keeps moving is not idle however long it takes.
+    let r = http_get(rw.listen_port, "/delay/500");
+    assert_eq!(r.status, 200, "{r:?}");
+}

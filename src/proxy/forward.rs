@@ -112,6 +112,7 @@ pub async fn forward<'w>(
         out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         let until = body_deadline(c);
         let (res, out) = write_all_until(&mut c.stream, out, until).await;
+        c.progress.stamp();
         c.out = out;
         if res.is_err() {
             c.close = true;
@@ -323,6 +324,7 @@ async fn plan_body(
                 let buf = std::mem::take(&mut c.rbuf);
                 let until = body_deadline(c);
                 let (res, buf) = read_append_until(&mut c.stream, buf, want, until).await;
+                c.progress.stamp();
                 c.rbuf = buf;
                 if res.is_err() {
                     return Err(0);
@@ -352,6 +354,7 @@ async fn plan_body(
                 let until = body_deadline(c);
                 let chunk = w.shared.tuning.body_chunk_bytes;
                 let (res, buf) = read_append_until(&mut c.stream, buf, chunk, until).await;
+                c.progress.stamp();
                 c.rbuf = buf;
                 if res.is_err() {
                     return Err(0);
@@ -410,6 +413,7 @@ async fn attempt(
     }
     let tx = out.len() as u64;
     let (res, out) = write_all_until(&mut conn.stream, out, deadline).await;
+    c.progress.stamp();
     c.out = out;
     match res {
         Ok(()) => {}
@@ -483,6 +487,7 @@ async fn stream_length_body(
             let buf = std::mem::take(&mut c.rbuf);
             let until = body_deadline(c);
             let (res, mut buf) = write_prefix_until(&mut conn.stream, buf, take, until).await;
+            c.progress.stamp();
             buf.drain(..take.min(buf.len()));
             c.rbuf = buf;
             res.map_err(|_| AttemptError::Reset {
@@ -498,6 +503,7 @@ async fn stream_length_body(
         let want = (remaining as usize).min(chunk);
         let until = body_deadline(c);
         let (res, buf) = read_append_until(&mut c.stream, buf, want, until).await;
+        c.progress.stamp();
         c.rbuf = buf;
         res.map_err(|_| AttemptError::Downstream)?;
     }
@@ -520,6 +526,7 @@ async fn stream_chunked_body(
         let buf = std::mem::take(&mut c.rbuf);
         let until = body_deadline(c);
         let (res, buf) = read_append_until(&mut c.stream, buf, chunk, until).await;
+        c.progress.stamp();
         c.rbuf = buf;
         if res.is_err() {
             break Err(AttemptError::Downstream);
@@ -534,6 +541,7 @@ async fn stream_chunked_body(
             *sent = true;
             let until = body_deadline(c);
             let (res, o) = write_all_until(&mut conn.stream, out, until).await;
+            c.progress.stamp();
             out = o;
             if res.is_err() {
                 break Err(AttemptError::Reset {
@@ -587,6 +595,7 @@ async fn read_response_head(
             deadline,
         )
         .await;
+        c.progress.stamp();
         c.ubuf = buf;
         match res {
             Ok(n) => {
@@ -745,6 +754,7 @@ async fn switch_protocols(
     c.progress.start_response();
     let until = body_deadline(c);
     let (res, out) = write_all_until(&mut c.stream, out, until).await;
+    c.progress.stamp();
     c.out = out;
     if res.is_err() {
         log.flags
@@ -854,6 +864,7 @@ async fn relay_body(
             (a, b) => a.or(b),
         };
         let (res, buf) = read_append_until(&mut conn.stream, buf, chunk, until).await;
+        c.progress.stamp();
         c.ubuf = buf;
         match res {
             Ok(n) => {
@@ -887,6 +898,7 @@ async fn relay_body(
 async fn flush_keep(c: &mut Downstream, out: Vec<u8>) -> (bool, Vec<u8>) {
     let until = body_deadline(c);
     let (res, mut out) = write_all_until(&mut c.stream, out, until).await;
+    c.progress.stamp();
     out.clear();
     if res.is_err() {
         c.close = true;

@@ -56,11 +56,12 @@ pub struct Downstream {
     pub body: Vec<u8>,
     /// Small scratch space (rewritten path, request id).
     pub scratch: Vec<u8>,
-    /// The `stream_idle_timeout` in force (the route's `idle_timeout` when it sets one): how
-    /// long a body read or a response write may stall.
+    /// How long a body read or a response write may stall when no watchdog watches the
+    /// exchange (zero while one does: a forwarded request's idleness is its watchdog's, fed by
+    /// `progress` stamps).
     pub stream_idle_timeout: Duration,
-    /// The current exchange's progress (request complete, response started), read by its
-    /// watchdog for `request_timeout` and `max_stream_duration`; reset for each request.
+    /// The current exchange's progress (bytes moved, request complete, response started), read
+    /// by its watchdog for the stream limits; reset for each request.
     pub progress: Rc<Activity>,
 }
 
@@ -133,6 +134,7 @@ pub async fn local_reply(
         c.close = true;
         c.linger = true;
     }
+    c.progress.start_response();
     let is_head = req.head.method == Method::Head;
     let keep_alive_10 = req.head.version == Version::Http10 && !c.close;
     let mut out = std::mem::take(&mut c.out);
@@ -293,6 +295,7 @@ impl H1BodyRest<'_> {
             let buf = std::mem::take(&mut self.c.rbuf);
             let until = body_deadline(self.c);
             let (res, buf) = read_append_until(&mut self.c.stream, buf, chunk, until).await;
+            self.c.progress.stamp();
             self.c.rbuf = buf;
             res.map_err(|_| AttemptError::Downstream)?;
         }

@@ -258,6 +258,7 @@ async fn relay_response(
                         log.bytes_sent += n as u64;
                         let len = out.len();
                         let (res, o) = write_all(&mut c.stream, out, len).await;
+                        c.progress.stamp();
                         out = o;
                         out.clear();
                         if res.is_err() {
@@ -287,6 +288,7 @@ async fn relay_response(
         if !out.is_empty() {
             let len = out.len();
             let (res, o) = write_all(&mut c.stream, out, len).await;
+            c.progress.stamp();
             out = o;
             ok = res.is_ok();
         }

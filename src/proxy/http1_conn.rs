@@ -441,16 +441,12 @@ async fn handle_request<'w>(
                             return None;
                         }
                     };
-                    // The route's stream limits: its idle timeout bounds each body read and
-                    // response write; the request and whole-stream limits are the watchdog's.
+                    // The route's stream limits, all enforced by one watchdog over the
+                    // exchange's progress stamps (no deadline per read or write for idleness).
                     let limits = StreamLimits::of(hcm, Some(action));
-                    c.stream_idle_timeout = limits.idle;
+                    c.stream_idle_timeout = Duration::ZERO;
                     c.progress.reset();
                     let progress = Rc::clone(&c.progress);
-                    let watched = StreamLimits {
-                        idle: Duration::ZERO,
-                        ..limits
-                    };
                     let start = log.start;
                     let outcome = {
                         // Boxed, once per forwarded request: inline, the forwarder's state
@@ -471,7 +467,7 @@ async fn handle_request<'w>(
                             &mut log,
                             upgrade.as_deref(),
                         ));
-                        let watchdog = stream_watchdog(&progress, start, watched);
+                        let watchdog = stream_watchdog(&progress, start, limits);
                         monoio::select! {
                             upgraded = forwarding => Ok(upgraded),
                             expiry = watchdog => Err(expiry),
