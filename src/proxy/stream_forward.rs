@@ -686,25 +686,52 @@ async fn pump_request_body(
     }
 }
 
-/// One try on an HTTP/1.1 connection: the translated head, the body, the response head.
+/// One try on an HTTP/1.1 connection. A failed try's connection is discarded (counted as
+/// closed by the upstream, as the HTTP/1.1 forwarder counts it) before the failure is returned.
 #[allow(clippy::too_many_arguments)]
 async fn attempt_h1(
     w: &Rc<Worker>,
     req: &StreamRequest<'_>,
     mut conn: UpstreamConn,
-    (authority, path): (&[u8], &[u8]),
+    target: (&[u8], &[u8]),
     headers: &HeaderMap,
     body: &mut RequestBody<'_>,
     deadline: Option<Instant>,
     activity: &Activity,
 ) -> Result<Upstream, AttemptFail> {
-    let endpoint = conn.endpoint.clone();
-    let reused = conn.reused;
-    let fail = |e: AttemptError| (e, Some((endpoint.clone(), reused)));
+    match exchange_h1(w, req, &mut conn, target, headers, body, deadline, activity).await {
+        Ok((head, buf, headers)) => Ok(Upstream::H1 {
+            conn,
+            head,
+            buf,
+            headers,
+        }),
+        Err(e) => {
+            let failed = (conn.endpoint.clone(), conn.reused);
+            w.pool
+                .borrow_mut()
+                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
+            Err((e, Some(failed)))
+        }
+    }
+}
+
+/// The translated head, the body, the response head.
+#[allow(clippy::too_many_arguments)]
+async fn exchange_h1(
+    w: &Rc<Worker>,
+    req: &StreamRequest<'_>,
+    conn: &mut UpstreamConn,
+    (authority, path): (&[u8], &[u8]),
+    headers: &HeaderMap,
+    body: &mut RequestBody<'_>,
+    deadline: Option<Instant>,
+    activity: &Activity,
+) -> Result<(ResponseHead, Vec<u8>, Vec<HeaderSpan>), AttemptError> {
     if let Some(cs) = w.stats().clusters.get(conn.cluster) {
         cs.inc(w.index, ClusterStat::UpstreamRqTotal);
     }
-    endpoint.stats.inc(w.index, EndpointStat::RqTotal);
+    conn.endpoint.stats.inc(w.index, EndpointStat::RqTotal);
     conn.start_request();
 
     let method = req.head.parts.method.as_str().as_bytes();
@@ -735,17 +762,17 @@ async fn attempt_h1(
     let (res, _) = write_all_until(&mut conn.stream, out, deadline).await;
     match res {
         Ok(()) => {}
-        Err(IoFail::TimedOut) => return Err(fail(AttemptError::Timeout)),
+        Err(IoFail::TimedOut) => return Err(AttemptError::Timeout),
         Err(_) => {
-            return Err(fail(AttemptError::Reset {
+            return Err(AttemptError::Reset {
                 before_response: true,
-            }))
+            })
         }
     }
     if let Some(rest) = body.rest.take() {
         let BodyRest::H2(mut down) = rest else {
             // HTTP/1.1 clients reach HTTP/1.1 clusters through `forward.rs`, never here.
-            return Err(fail(AttemptError::Protocol));
+            return Err(AttemptError::Protocol);
         };
         let mut out = Vec::new();
         loop {
@@ -758,13 +785,13 @@ async fn attempt_h1(
                     let (res, o) = write_all_until(&mut conn.stream, out, deadline).await;
                     out = o;
                     if res.is_err() {
-                        return Err(fail(AttemptError::Reset {
+                        return Err(AttemptError::Reset {
                             before_response: false,
-                        }));
+                        });
                     }
                     let _ = down.flow_control().release_capacity(n);
                 }
-                Some(Err(_)) => return Err(fail(AttemptError::Downstream)),
+                Some(Err(_)) => return Err(AttemptError::Downstream),
                 None => break,
             }
         }
@@ -774,9 +801,9 @@ async fn attempt_h1(
             out.extend_from_slice(b"0\r\n\r\n");
             let (res, _) = write_all_until(&mut conn.stream, out, deadline).await;
             if res.is_err() {
-                return Err(fail(AttemptError::Reset {
+                return Err(AttemptError::Reset {
                     before_response: false,
-                }));
+                });
             }
         }
     }
@@ -798,21 +825,14 @@ async fn attempt_h1(
             Ok(Some(head)) if (100..200).contains(&head.status) => {
                 // Interim responses are absorbed; 101 is never asked for on this path.
                 if head.status == 101 {
-                    return Err(fail(AttemptError::Protocol));
+                    return Err(AttemptError::Protocol);
                 }
                 buf.drain(..head.head_len.min(buf.len()));
                 continue;
             }
-            Ok(Some(head)) => {
-                return Ok(Upstream::H1 {
-                    conn,
-                    head,
-                    buf,
-                    headers: spans,
-                })
-            }
+            Ok(Some(head)) => return Ok((head, buf, spans)),
             Ok(None) => {}
-            Err(_) => return Err(fail(AttemptError::Protocol)),
+            Err(_) => return Err(AttemptError::Protocol),
         }
         let room = w.shared.tuning.read_buffer_bytes;
         let (res, b) = read_append_until(&mut conn.stream, buf, room, deadline).await;
@@ -823,11 +843,11 @@ async fn attempt_h1(
                     cs.add(w.index, ClusterStat::UpstreamCxRxBytesTotal, n as u64);
                 }
             }
-            Err(IoFail::TimedOut) => return Err(fail(AttemptError::Timeout)),
+            Err(IoFail::TimedOut) => return Err(AttemptError::Timeout),
             Err(_) => {
-                return Err(fail(AttemptError::Reset {
+                return Err(AttemptError::Reset {
                     before_response: buf.is_empty(),
-                }))
+                })
             }
         }
     }
