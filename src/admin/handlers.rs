@@ -132,10 +132,13 @@ pub fn handle(state: &ServerState, req: &Request) -> (Response, After) {
             state.lifecycle.set_health_failed(false);
             ok()
         }
-        "/drain_listeners" => {
-            state.lifecycle.start_draining();
-            ok()
-        }
+        "/drain_listeners" => match drain_listeners_params(req) {
+            Ok(()) => {
+                state.lifecycle.start_draining();
+                ok()
+            }
+            Err(refusal) => refusal,
+        },
         "/quitquitquit" => return (ok(), After::Shutdown),
         _ => Response::text(404, format!("invalid path. {}", endpoint_list())),
     };
@@ -200,6 +203,32 @@ fn config_dump(state: &ServerState) -> Value {
         "@type": "type.googleapis.com/envoy.admin.v3.BootstrapConfigDump",
         "bootstrap": state.raw_config,
     }]})
+}
+
+/// Envoy's `/drain_listeners` parameters: `inboundonly` changes nothing here (every Ringway
+/// listener is inbound); `graceful` (a drain period before the listeners close) and `skip_exit`
+/// are not implemented and are refused rather than ignored.
+fn drain_listeners_params(req: &Request) -> Result<(), Response> {
+    for (k, _) in &req.query {
+        match k.as_str() {
+            "inboundonly" => {}
+            "graceful" | "skip_exit" => {
+                return Err(Response::text(
+                    400,
+                    format!(
+                        "error: /drain_listeners?{k} is not supported by Ringway (listeners close at once and connections drain)\n"
+                    ),
+                ))
+            }
+            _ => {
+                return Err(Response::text(
+                    400,
+                    format!("error: unknown parameter '{k}' (/drain_listeners takes inboundonly)\n"),
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The single logger's name in `/logging` output (Ringway has one global level).

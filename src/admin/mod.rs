@@ -484,7 +484,18 @@ mod tests {
             logging::set_level(before);
         }
 
-        assert_eq!(call(addr, "POST", "/drain_listeners"), (200, "OK\n".into()));
+        for refused in ["/drain_listeners?graceful", "/drain_listeners?later=1"] {
+            let (code, body) = call(addr, "POST", refused);
+            assert_eq!(code, 400, "{refused}: {body}");
+            assert_eq!(call(addr, "GET", "/ready"), (200, "LIVE\n".into()));
+        }
+        assert!(call(addr, "POST", "/drain_listeners?graceful")
+            .1
+            .contains("not supported"));
+        assert_eq!(
+            call(addr, "POST", "/drain_listeners?inboundonly"),
+            (200, "OK\n".into())
+        );
         assert_eq!(call(addr, "GET", "/ready"), (503, "DRAINING\n".into()));
         let (_, body) = call(addr, "GET", "/stats?filter=server.state");
         assert_eq!(body, "server.state: 1\n");
