@@ -151,11 +151,7 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     let shared = Arc::new(Shared {
         config: bootstrap.clone(),
         stats: stats.clone(),
-        routers: bootstrap
-            .listeners
-            .iter()
-            .map(|l| Router::new(l.hcm.route_config.clone()))
-            .collect(),
+        routers: Router::per_listener(&bootstrap),
         access_logs,
         draining: draining.clone(),
         tuning: Tuning {

@@ -204,6 +204,20 @@ fn stall_h2(port: u16, path: &str, streams: u32, hold_s: f64) -> py::PyProcess {
     )
 }
 
+/// The status curl gets for GET `path` over h2c (prior knowledge).
+fn h2c_status(port: u16, path: &str) -> String {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let out = curl(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &url,
+    ]);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn statuses(run: &py::PyRun, code: &str) -> u64 {
     run.get("statuses")
         .get(code)
@@ -273,16 +287,7 @@ fn max_stream_duration_ends_long_exchanges_unless_the_route_lifts_it() {
     let r = http_get(rw.listen_port, "/delay/3000");
     assert_eq!(r.status, 504, "{r:?}");
     assert_eq!(r.body_text(), "downstream duration timeout");
-    let url = format!("http://127.0.0.1:{}/delay/3000", rw.listen_port);
-    let out = curl(&[
-        "--http2-prior-knowledge",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &url,
-    ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "504");
+    assert_eq!(h2c_status(rw.listen_port, "/delay/3000"), "504");
     assert_eq!(
         rw.stat("http.ingress_http.downstream_rq_max_duration_reached"),
         2
@@ -360,16 +365,7 @@ fn an_idle_timeout_cuts_a_silent_upstream_on_both_codecs() {
     let r = http_get(rw.listen_port, "/delay/4000");
     assert_eq!(r.status, 504, "{r:?}");
     assert_eq!(r.body_text(), "stream timeout");
-    let url = format!("http://127.0.0.1:{}/delay/4000", rw.listen_port);
-    let out = curl(&[
-        "--http2-prior-knowledge",
-        "-o",
-        "/dev/null",
-        "-w",
-        "%{http_code}",
-        &url,
-    ]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "504");
+    assert_eq!(h2c_status(rw.listen_port, "/delay/4000"), "504");
     assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
     assert_eq!(rw.stat("http.ingress_http.downstream_rq_idle_timeout"), 2);
     // A response that keeps moving is not idle however long it takes.

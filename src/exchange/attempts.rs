@@ -21,6 +21,7 @@ use crate::exchange::retry::{decide, AttemptError, Attempted, Clock, Decision, R
 use crate::proxy::worker::Worker;
 use crate::stats::{ClusterStat, EndpointStat};
 use crate::upstream::membership::Endpoint;
+use crate::upstream::pool::UpstreamConn;
 
 /// An upstream leg that produced a response head.
 pub trait Answered {
@@ -41,10 +42,23 @@ pub struct Try<'a> {
     pub tried: &'a mut TriedHosts,
 }
 
-/// How one try ended: a leg with a response head, or a failure with the endpoint it reached
-/// (and whether on a reused connection) when it reached one. A failed try has already
-/// disposed of its connection.
-pub type TryResult<L> = Result<L, (AttemptError, Option<(Arc<Endpoint>, bool)>)>;
+/// A failed try: the error, and the endpoint it reached (and whether on a reused connection)
+/// when it reached one.
+pub type TryFailure = (AttemptError, Option<(Arc<Endpoint>, bool)>);
+
+/// How one try ended: a leg with a response head, or a failure. A failed try has already
+/// disposed of its connection ([`fail_on`]).
+pub type TryResult<L> = Result<L, TryFailure>;
+
+/// A try that failed on an HTTP/1.1 connection: the connection is discarded (counted as closed
+/// by the upstream: what it still holds of the exchange is unusable) and named in the failure.
+pub fn fail_on(w: &Worker, conn: UpstreamConn, error: AttemptError) -> TryFailure {
+    let failed = (conn.endpoint.clone(), conn.reused);
+    w.pool
+        .borrow_mut()
+        .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
+    (error, Some(failed))
+}
 
 /// The accepted answer: its leg, and when its try began (upstream service time).
 pub struct Accepted<L> {

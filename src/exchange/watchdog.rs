@@ -17,7 +17,9 @@ use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use crate::config::{ForwardAction, HttpConnectionManager};
+use crate::exchange::request_log::RequestLog;
 use crate::proxy::flags::ResponseFlags;
+use crate::proxy::worker::Worker;
 use crate::stats::HttpStat;
 
 /// When bytes last moved in an exchange (either direction), and how far it has come.
@@ -147,6 +149,25 @@ impl Expiry {
             body,
             flag,
         }
+    }
+}
+
+impl Expiry {
+    /// Counts an expiry once, whatever the codec: the limit's stat and the response flag.
+    /// Returns what the client is told if its response has not started.
+    pub fn record(
+        self,
+        w: &Worker,
+        listener: usize,
+        log: &mut RequestLog<'_>,
+        activity: &Activity,
+    ) -> ExpiryReply {
+        let reply = self.reply(activity.request_complete());
+        if let Some(hs) = w.stats().http.get(listener) {
+            hs.inc(w.index, reply.stat);
+        }
+        log.flags.insert(reply.flag);
+        reply
     }
 }
 

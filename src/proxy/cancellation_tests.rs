@@ -39,11 +39,7 @@ fn worker_from_yaml(yaml: &str) -> Rc<Worker> {
     let shared = Arc::new(Shared {
         config: bootstrap.clone(),
         stats: stats.clone(),
-        routers: bootstrap
-            .listeners
-            .iter()
-            .map(|l| Router::new(l.hcm.route_config.clone()))
-            .collect(),
+        routers: Router::per_listener(&bootstrap),
         access_logs: bootstrap.listeners.iter().map(|_| Vec::new()).collect(),
         draining: Arc::new(AtomicBool::new(false)),
         tuning: Tuning {
@@ -272,79 +268,66 @@ async fn h2_exchange(addr: SocketAddr, path: &str, body: Vec<u8>) -> Option<()> 
 
 /// Waits (up to 2 s: the tasks of a dropped HTTP/2 connection's streams end on their next
 /// poll) for everything that gates admission or feeds a gauge to be back where an idle worker
-/// has it, then asserts it.
+/// has it; panics naming what is not.
 async fn assert_released(w: &Worker, round: &str) {
+    let mut problem = None;
     for _ in 0..400 {
-        if released(w) {
+        problem = unreleased(w);
+        if problem.is_none() {
             return;
         }
         monoio::time::sleep(Duration::from_millis(5)).await;
     }
-    check_released(w, round);
+    panic!("{round}: {}", problem.unwrap_or_default());
 }
 
-/// Whether all of [`check_released`] holds (without panicking).
-fn released(w: &Worker) -> bool {
+/// The first count that is not back where an idle worker has it, if any.
+fn unreleased(w: &Worker) -> Option<String> {
     let stats = w.stats();
     let hs = &stats.http[0];
-    hs.get(HttpStat::DownstreamRqActive) == 0
-        && hs.get(HttpStat::DownstreamCxActive) == 0
-        && w.in_flight.get() == 0
-        && w.cx_open.get() == 0
-        && stats.clusters.iter().all(|cs| {
-            let active = cs.get(ClusterStat::UpstreamCxActive);
-            cs.get(ClusterStat::UpstreamRqActive) == 0
-                && cs.get(ClusterStat::UpstreamRqPendingActive) == 0
-                && [Breaker::Pending, Breaker::Requests, Breaker::Retries]
-                    .iter()
-                    .all(|b| cs.breakers.held(0, *b) == 0)
-                && active == cs.get(ClusterStat::UpstreamCxIdle)
-                && cs.breakers.held(0, Breaker::Connections) == active
-        })
-}
-
-fn check_released(w: &Worker, round: &str) {
-    let stats = w.stats();
-    let hs = &stats.http[0];
-    assert_eq!(
-        hs.get(HttpStat::DownstreamRqActive),
-        0,
-        "{round}: downstream_rq_active"
-    );
-    assert_eq!(
-        hs.get(HttpStat::DownstreamCxActive),
-        0,
-        "{round}: downstream_cx_active"
-    );
-    assert_eq!(w.in_flight.get(), 0, "{round}: requests in flight");
-    assert_eq!(w.cx_open.get(), 0, "{round}: open downstream connections");
+    let worker_counts = [
+        ("downstream_rq_active", hs.get(HttpStat::DownstreamRqActive)),
+        ("downstream_cx_active", hs.get(HttpStat::DownstreamCxActive)),
+        ("requests in flight", w.in_flight.get() as u64),
+        ("open downstream connections", u64::from(w.cx_open.get())),
+    ];
+    if let Some((name, v)) = worker_counts.iter().find(|(_, v)| *v != 0) {
+        return Some(format!("{name} = {v}"));
+    }
     for cs in &stats.clusters {
         let name = &cs.name;
-        assert_eq!(
-            cs.get(ClusterStat::UpstreamRqActive),
-            0,
-            "{round}: {name} upstream_rq_active"
-        );
-        assert_eq!(
-            cs.get(ClusterStat::UpstreamRqPendingActive),
-            0,
-            "{round}: {name} upstream_rq_pending_active"
-        );
-        for b in [Breaker::Pending, Breaker::Requests, Breaker::Retries] {
-            assert_eq!(cs.breakers.held(0, b), 0, "{round}: {name} breaker {b:?}");
-        }
         let active = cs.get(ClusterStat::UpstreamCxActive);
         let idle = cs.get(ClusterStat::UpstreamCxIdle);
-        assert_eq!(
-            active, idle,
-            "{round}: {name} upstream_cx_active {active} but {idle} idle pooled"
-        );
-        assert_eq!(
-            cs.breakers.held(0, Breaker::Connections),
-            active,
-            "{round}: {name} max_connections units held by no connection"
-        );
+        let counts = [
+            (
+                "upstream_rq_active",
+                cs.get(ClusterStat::UpstreamRqActive),
+                0,
+            ),
+            (
+                "upstream_rq_pending_active",
+                cs.get(ClusterStat::UpstreamRqPendingActive),
+                0,
+            ),
+            ("pending breaker", cs.breakers.held(0, Breaker::Pending), 0),
+            (
+                "requests breaker",
+                cs.breakers.held(0, Breaker::Requests),
+                0,
+            ),
+            ("retries breaker", cs.breakers.held(0, Breaker::Retries), 0),
+            ("upstream_cx_active (idle pooled)", active, idle),
+            (
+                "max_connections units (open connections)",
+                cs.breakers.held(0, Breaker::Connections),
+                active,
+            ),
+        ];
+        if let Some((what, v, want)) = counts.iter().find(|(_, v, want)| v != want) {
+            return Some(format!("{name} {what} = {v}, expected {want}"));
+        }
     }
+    None
 }
 
 /// Polls `fut` once; `true` when it finished.

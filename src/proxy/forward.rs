@@ -27,7 +27,7 @@ use std::time::Instant;
 
 use crate::config::{ForwardAction, HttpConnectionManager, RetryPolicy, Route};
 use crate::exchange::admission::admit;
-use crate::exchange::attempts::{Answered, Try};
+use crate::exchange::attempts::{fail_on, Answered, Try};
 use crate::exchange::endpoint::{obtain_connection, release_upstream};
 use crate::exchange::outcome::failure_reply;
 use crate::exchange::request_log::RequestLog;
@@ -236,13 +236,7 @@ pub async fn forward<'w>(
                     .await;
                     match result {
                         Ok(answer) => Ok(Answered1 { conn, answer }),
-                        Err(e) => {
-                            let failed = (conn.endpoint.clone(), conn.reused);
-                            w.pool
-                                .borrow_mut()
-                                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
-                            Err((e, Some(failed)))
-                        }
+                        Err(e) => Err(fail_on(w, conn, e)),
                     }
                 }
                 Err(e) => Err((e, None)),

@@ -129,9 +129,7 @@ pub async fn serve(
                 }
             };
             if let Some(expiry) = expired {
-                if let Some(hs) = w.stats().http.get(listener) {
-                    hs.inc(w.index, expiry.reply(true).stat);
-                }
+                expiry.record(w, listener, &mut log, &progress);
             }
             let parts = ConnParts {
                 head: &head,
@@ -503,11 +501,7 @@ async fn answer_expiry(
     log: &mut RequestLog<'_>,
     expiry: Expiry,
 ) {
-    let reply = expiry.reply(c.progress.request_complete());
-    if let Some(hs) = w.stats().http.get(listener) {
-        hs.inc(w.index, reply.stat);
-    }
-    log.flags.insert(reply.flag);
+    let reply = expiry.record(w, listener, log, &c.progress);
     c.close = true;
     if c.progress.response_started() {
         return;

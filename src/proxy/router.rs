@@ -29,6 +29,15 @@ pub struct Matched<'a> {
 }
 
 impl Router {
+    /// One router per listener of `cfg`, in listener order (what every worker looks up by
+    /// listener index).
+    pub fn per_listener(cfg: &crate::config::Bootstrap) -> Vec<Router> {
+        cfg.listeners
+            .iter()
+            .map(|l| Router::new(l.hcm.route_config.clone()))
+            .collect()
+    }
+
     pub fn new(config: RouteConfig) -> Router {
         let domains = DomainIndex::new(config.virtual_hosts.iter().map(|v| v.domains.as_slice()));
         Router { config, domains }

@@ -29,7 +29,7 @@ use crate::config::{
     UpstreamProtocol,
 };
 use crate::exchange::admission::{admit, ClusterRequest};
-use crate::exchange::attempts::{Answered, Try};
+use crate::exchange::attempts::{fail_on, Answered, Try, TryFailure};
 use crate::exchange::endpoint::{
     obtain_connection, obtain_stream_slot, pick_endpoint, release_upstream,
 };
@@ -139,11 +139,7 @@ pub async fn forward(
     let Some(expiry) = expired else {
         return;
     };
-    let reply = expiry.reply(activity.request_complete());
-    if let Some(hs) = w.stats().http.get(req.ctx.listener) {
-        hs.inc(w.index, reply.stat);
-    }
-    log.flags.insert(reply.flag);
+    let reply = expiry.record(w, req.ctx.listener, log, &activity);
     if activity.response_started() {
         respond.send_reset(Reason::CANCEL);
     } else {
@@ -381,7 +377,7 @@ impl Answered for Upstream {
 
 /// An attempt's failure, with the endpoint it failed on and whether that was a reused
 /// connection (for the keep-alive race rule), when an endpoint was reached at all.
-type AttemptFail = (AttemptError, Option<(Arc<Endpoint>, bool)>);
+type AttemptFail = TryFailure;
 
 /// Reads up to `limit` body bytes so the request can be replayed; a longer body keeps its
 /// stream for the attempt to continue from.
@@ -706,13 +702,7 @@ async fn attempt_h1(
             buf,
             headers,
         }),
-        Err(e) => {
-            let failed = (conn.endpoint.clone(), conn.reused);
-            w.pool
-                .borrow_mut()
-                .discard(conn, ClusterStat::UpstreamCxDestroyRemote);
-            Err((e, Some(failed)))
-        }
+        Err(e) => Err(fail_on(w, conn, e)),
     }
 }
 
