@@ -190,6 +190,9 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
     }
     server_tls.spawn();
     let handles = spawn_workers(&plan, specs).map_err(|e| format!("cannot start workers: {e}"))?;
+    let watchdog_stop = Arc::new(AtomicBool::new(false));
+    crate::stats::dispatcher::spawn_watchdog(stats.loops.clone(), watchdog_stop.clone())
+        .map_err(|e| format!("cannot start the watchdog thread: {e}"))?;
     for l in &bound {
         info!("listener '{}' on {}", l.name, l.local_addr);
     }
@@ -233,6 +236,7 @@ fn serve(cli: Cli, plan: Plan, loaded: Loaded) -> Result<(), String> {
             break;
         }
     }
+    watchdog_stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(sink) = sink {
         sink.shutdown();
     }

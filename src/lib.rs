@@ -13,6 +13,7 @@ pub mod logging;
 pub mod access_log;
 pub mod admin;
 pub mod app;
+pub mod bufpool;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -1,6 +1,6 @@
 //! The byte stream under a connection: plain TCP or TLS (server or client side).
 //!
-//! Every codec above (HTTP/1.1 in `proxy`, HTTP/2 through `monoio_compat`) reads and writes through
+//! Every codec above (HTTP/1.1 in `proxy`, HTTP/2 through `http2::pooled_io`) reads and writes through
 //! [`Transport`], so TLS is a property of the connection rather than a second copy of each codec.
 //! An enum rather than a generic keeps the proxy's functions monomorphic: one copy of the
 //! request path in the binary, and a predictable branch per I/O call instead of code bloat.
@@ -22,6 +22,14 @@ pub enum Transport {
     /// An upstream connection after a completed TLS handshake.
     ClientTls(Box<ClientTls>),
 }
+
+// SAFETY: `Split` promises that reading and writing may run at the same time through the two
+// halves of `into_split`. Each variant is `Split` by its own crate (monoio's `TcpStream`, and
+// monoio-rustls' `Stream<IO: Split, C>`), and the enum adds no state of its own: every read
+// and write is dispatched to the variant. `http2::pooled_io` relies on this; its tests run a
+// read and a write in flight together over plain TCP and over TLS.
+#[allow(unsafe_code)]
+unsafe impl monoio::io::Split for Transport {}
 
 impl Transport {
     pub fn is_tls(&self) -> bool {

@@ -211,3 +211,63 @@ fn trickling_admin_client_neither_blocks_others_nor_outlives_the_deadline() {
     );
     let _ = trickle.join();
 }
+
+/// Envoy's loop statistics: with `enable_dispatcher_stats` each worker's loop duration and poll
+/// delay histograms fill (in microseconds, as their names say) in `/stats` and Prometheus;
+/// without it they are absent. The watchdog counters are always there.
+#[test]
+fn dispatcher_stats_show_each_workers_loop_when_enabled() {
+    let u = TestUpstream::start();
+    let yaml = ConfigBuilder::single(&[u.port]).render();
+    let rw = Ringway::start(&format!("enable_dispatcher_stats: true\n{yaml}"));
+    // The probe samples every 10 ms; workers hand histograms to the admin once a second.
+    let names = [
+        "listener_manager.worker_0.dispatcher.loop_duration_us",
+        "listener_manager.worker_1.dispatcher.loop_duration_us",
+        "listener_manager.worker_0.dispatcher.poll_delay_us",
+        "listener_manager.worker_1.dispatcher.poll_delay_us",
+    ];
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let (code, body) = rw.admin_get("/stats");
+        assert_eq!(code, 200);
+        let filled = names
+            .iter()
+            .all(|n| body.lines().any(|l| l.starts_with(&format!("{n}: P0("))));
+        if filled {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "loop histograms never filled:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    for counter in [
+        "workers.watchdog_miss",
+        "workers.watchdog_mega_miss",
+        "server.worker_1.watchdog_miss",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{counter}: "))),
+            "no {counter} in:\n{text}"
+        );
+    }
+    let (_, prom) = rw.admin_get("/stats/prometheus");
+    let samples =
+        parse_prometheus(&prom).unwrap_or_else(|e| panic!("prometheus does not parse: {e}"));
+    let count = samples
+        .iter()
+        .find(|s| {
+            s.name == "envoy_listener_manager_dispatcher_loop_duration_us_count"
+                && s.label("envoy_worker_id") == Some("1")
+        })
+        .unwrap_or_else(|| panic!("no loop_duration_us count for worker 1:\n{prom}"));
+    assert!(count.value >= 1.0, "{prom}");
+
+    drop(rw);
+    let off = Ringway::start(&yaml);
+    let (_, body) = off.admin_get("/stats");
+    assert!(!body.contains("dispatcher."), "{body}");
+    assert!(body.contains("workers.watchdog_miss: "), "{body}");
+}

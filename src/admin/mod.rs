@@ -324,6 +324,7 @@ pub(crate) mod test_support {
                 tls: None,
             }],
             global_downstream_max_connections: None,
+            dispatcher_stats: false,
         }
     }
 

@@ -34,11 +34,13 @@ pub struct Stat {
     pub labels: Vec<(&'static str, String)>,
 }
 
-/// One latency histogram (values in microseconds).
+/// One histogram (recorded in microseconds, shown in its name's unit).
 pub struct Hist {
     pub prom_name: String,
     pub labels: Vec<(&'static str, String)>,
     pub hist: Histogram<u64>,
+    /// Recorded microseconds per shown unit: 1000 for `_time` (ms), 1 for `_us` histograms.
+    pub micros_per_unit: f64,
 }
 
 /// Server-level values that live outside [`Stats`].
@@ -88,6 +90,7 @@ impl StatsSnapshot {
         name: String,
         prom_name: String,
         labels: Vec<(&'static str, String)>,
+        id: HistogramId,
         h: &Histogram<u64>,
     ) {
         match self.hists.get_mut(&name) {
@@ -101,6 +104,7 @@ impl StatsSnapshot {
                         prom_name,
                         labels,
                         hist: h.clone(),
+                        micros_per_unit: id.micros_per_unit(),
                     },
                 );
             }
@@ -243,6 +247,35 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
             }
         }
     }
+    // Envoy's watchdog counters: per worker thread, and over all workers.
+    let loops = &stats.loops;
+    for (name, per) in [
+        ("watchdog_miss", LoopHealthCounter::Miss),
+        ("watchdog_mega_miss", LoopHealthCounter::MegaMiss),
+    ] {
+        let mut total = 0;
+        for w in 0..loops.workers() {
+            let v = match per {
+                LoopHealthCounter::Miss => loops.misses(w),
+                LoopHealthCounter::MegaMiss => loops.mega_misses(w),
+            };
+            total += v;
+            s.add(
+                format!("server.worker_{w}.{name}"),
+                v,
+                Kind::Counter,
+                format!("envoy_server_{name}"),
+                vec![("envoy_worker_id", w.to_string())],
+            );
+        }
+        s.add(
+            format!("workers.{name}"),
+            total,
+            Kind::Counter,
+            format!("envoy_workers_{name}"),
+            Vec::new(),
+        );
+    }
     stats.histograms.with_merged(|id, h| match id {
         HistogramId::UpstreamRqTime(i) => {
             if let Some(c) = stats.clusters.get(i) {
@@ -250,6 +283,7 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
                     format!("cluster.{}.upstream_rq_time", c.name),
                     "envoy_cluster_upstream_rq_time".to_owned(),
                     vec![("envoy_cluster_name", c.name.clone())],
+                    id,
                     h,
                 );
             }
@@ -260,12 +294,32 @@ pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
                     format!("http.{}.downstream_rq_time", hs.stat_prefix),
                     "envoy_http_downstream_rq_time".to_owned(),
                     vec![("envoy_http_conn_manager_prefix", hs.stat_prefix.clone())],
+                    id,
                     h,
                 );
             }
         }
+        HistogramId::LoopDuration(w) | HistogramId::PollDelay(w) => {
+            let what = match id {
+                HistogramId::LoopDuration(_) => "loop_duration_us",
+                _ => "poll_delay_us",
+            };
+            s.add_hist(
+                format!("listener_manager.worker_{w}.dispatcher.{what}"),
+                format!("envoy_listener_manager_dispatcher_{what}"),
+                vec![("envoy_worker_id", w.to_string())],
+                id,
+                h,
+            );
+        }
     });
     s
+}
+
+#[derive(Clone, Copy)]
+enum LoopHealthCounter {
+    Miss,
+    MegaMiss,
 }
 
 /// `/stats` query options. `filter` is a plain substring match on the stat name (Envoy takes a
@@ -282,14 +336,11 @@ impl StatsQuery {
     }
 }
 
-fn ms(micros: u64) -> f64 {
-    micros as f64 / 1000.0
-}
-
-/// Quantile `q` in milliseconds. HdrHistogram answers with the top of the value's bucket; the
-/// bottom is printed instead so that recorded round values (40 ms) print as themselves.
-fn quantile_ms(h: &Histogram<u64>, q: f64) -> f64 {
-    ms(h.lowest_equivalent(h.value_at_quantile(q)))
+/// Quantile `q` in the histogram's unit. HdrHistogram answers with the top of the value's
+/// bucket; the bottom is printed instead so that recorded round values (40 ms) print as
+/// themselves.
+fn quantile(h: &Hist, q: f64) -> f64 {
+    h.hist.lowest_equivalent(h.hist.value_at_quantile(q)) as f64 / h.micros_per_unit
 }
 
 /// `P99.9` style label for a quantile.
@@ -316,12 +367,7 @@ pub fn text(s: &StatsSnapshot, q: &StatsQuery) -> String {
             for qu in QUANTILES {
                 // Ringway keeps cumulative histograms only; Envoy prints `nan` for an empty
                 // interval, which is what the interval half always is here.
-                let _ = write!(
-                    out,
-                    " P{}(nan,{})",
-                    quantile_label(qu),
-                    quantile_ms(&h.hist, qu)
-                );
+                let _ = write!(out, " P{}(nan,{})", quantile_label(qu), quantile(h, qu));
             }
         }
         out.push('\n');
@@ -348,7 +394,7 @@ pub fn json(s: &StatsSnapshot, q: &StatsQuery) -> Value {
                     let cumulative = if h.hist.is_empty() {
                         Value::Null
                     } else {
-                        json!(quantile_ms(&h.hist, qu))
+                        json!(quantile(h, qu))
                     };
                     json!({"interval": null, "cumulative": cumulative})
                 })
@@ -437,7 +483,7 @@ pub fn prometheus(s: &StatsSnapshot, q: &StatsQuery) -> String {
     for (metric, series) in hists {
         let _ = writeln!(out, "# TYPE {metric} histogram");
         for h in series {
-            let buckets = bucket_counts(&h.hist);
+            let buckets = bucket_counts(h);
             for (bound, n) in PROM_BUCKETS_MS.iter().zip(buckets) {
                 let _ = write!(out, "{metric}_bucket");
                 write_labels(&mut out, &h.labels, Some(&bound.to_string()));
@@ -448,8 +494,8 @@ pub fn prometheus(s: &StatsSnapshot, q: &StatsQuery) -> String {
             let _ = writeln!(out, " {}", h.hist.len());
             let _ = write!(out, "{metric}_sum");
             write_labels(&mut out, &h.labels, None);
-            let sum_ms = h.hist.mean() * h.hist.len() as f64 / 1000.0;
-            let _ = writeln!(out, " {sum_ms}");
+            let sum = h.hist.mean() * h.hist.len() as f64 / h.micros_per_unit;
+            let _ = writeln!(out, " {sum}");
             let _ = write!(out, "{metric}_count");
             write_labels(&mut out, &h.labels, None);
             let _ = writeln!(out, " {}", h.hist.len());
@@ -458,16 +504,18 @@ pub fn prometheus(s: &StatsSnapshot, q: &StatsQuery) -> String {
     out
 }
 
-/// Cumulative counts at each of [`PROM_BUCKETS_MS`]. A recorded value counts toward a bound when
-/// the low end of its HdrHistogram bucket is within it, so a value recorded exactly at a bound
-/// lands in that bound's bucket.
-fn bucket_counts(h: &Histogram<u64>) -> [u64; PROM_BUCKETS_MS.len()] {
+/// Cumulative counts at each of [`PROM_BUCKETS_MS`] (Envoy's default bounds, in the histogram's
+/// unit: milliseconds for `_time`, microseconds for `_us`). A recorded value counts toward a
+/// bound when the low end of its HdrHistogram bucket is within it, so a value recorded exactly
+/// at a bound lands in that bound's bucket.
+fn bucket_counts(hist: &Hist) -> [u64; PROM_BUCKETS_MS.len()] {
+    let h = &hist.hist;
     let mut per = [0u64; PROM_BUCKETS_MS.len()];
     for v in h.iter_recorded() {
         let low_us = h.lowest_equivalent(v.value_iterated_to());
         if let Some(i) = PROM_BUCKETS_MS
             .iter()
-            .position(|b| low_us as f64 <= b * 1000.0)
+            .position(|b| low_us as f64 <= b * hist.micros_per_unit)
         {
             per[i] += v.count_at_value();
         }

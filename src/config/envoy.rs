@@ -19,7 +19,13 @@ use super::routes;
 use super::walk::*;
 
 const BOOTSTRAP: Message = Message {
-    supported: &["static_resources", "admin", "node", "layered_runtime"],
+    supported: &[
+        "static_resources",
+        "admin",
+        "node",
+        "layered_runtime",
+        "enable_dispatcher_stats",
+    ],
     unsupported: &[
         "node_context_params",
         "dynamic_resources",
@@ -36,7 +42,6 @@ const BOOTSTRAP: Message = Message {
         "tracing",
         "runtime",
         "overload_manager",
-        "enable_dispatcher_stats",
         "header_prefix",
         "stats_server_version_override",
         "use_tcp_for_dns_lookups",
@@ -318,6 +323,10 @@ pub(crate) fn bootstrap(cx: &mut Cx, root: &Value) -> Option<Bootstrap> {
         None => super::runtime::RuntimeLimits::default(),
     };
     let admin = o.get("admin").and_then(|a| admin(cx, a));
+    let dispatcher_stats = match o.get("enable_dispatcher_stats") {
+        Some(v) => boolean(cx, &o.at("enable_dispatcher_stats"), v).unwrap_or(false),
+        None => false,
+    };
 
     let sr = o.req(cx, "static_resources")?;
     let sr = obj(cx, "static_resources", sr, &STATIC_RESOURCES)?;
@@ -390,6 +399,7 @@ pub(crate) fn bootstrap(cx: &mut Cx, root: &Value) -> Option<Bootstrap> {
         listeners,
         clusters,
         global_downstream_max_connections: runtime.global_downstream_max_connections,
+        dispatcher_stats,
     })
 }
 

@@ -21,6 +21,9 @@ pub struct Bootstrap {
     /// `overload.global_downstream_max_connections` from `layered_runtime`: open downstream
     /// connections over every listener together (the `--max-connections` flag overrides it).
     pub global_downstream_max_connections: Option<u64>,
+    /// `enable_dispatcher_stats`: record each worker's loop duration and poll delay histograms
+    /// (off by default, as in Envoy).
+    pub dispatcher_stats: bool,
 }
 
 impl Bootstrap {

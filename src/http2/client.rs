@@ -28,6 +28,7 @@ use bytes::Bytes;
 use h2::client::SendRequest;
 
 use super::io::H2Io;
+use crate::bufpool::SharedBufPool;
 use crate::config::{ClusterId, Http2Options};
 use crate::stats::{ClusterStat, EndpointStat, Stats};
 use crate::upstream::admission::BreakerHold;
@@ -181,18 +182,20 @@ impl Connecting {
     }
 }
 
-#[derive(Default)]
 pub struct H2Pool {
     /// Per cluster, its open connections.
     conns: Vec<Vec<H2Conn>>,
     connecting: Vec<Rc<Connecting>>,
+    /// The worker's buffers, lent to the connections' I/O adapters.
+    bufs: SharedBufPool,
 }
 
 impl H2Pool {
-    pub fn new(clusters: usize) -> H2Pool {
+    pub fn new(clusters: usize, bufs: SharedBufPool) -> H2Pool {
         H2Pool {
             conns: (0..clusters).map(|_| Vec::new()).collect(),
             connecting: Vec::new(),
+            bufs,
         }
     }
 
@@ -297,7 +300,8 @@ impl H2Pool {
             .initial_max_send_streams(opts.max_concurrent_streams as usize)
             .max_header_list_size(super::MAX_HEADER_LIST_SIZE)
             .enable_push(false);
-        let handshake = builder.handshake::<_, Bytes>(H2Io::client(stream));
+        let bufs = pool.borrow().bufs.clone();
+        let handshake = builder.handshake::<_, Bytes>(H2Io::client(stream, bufs));
         let (send, connection) = match monoio::time::timeout(timeout, handshake).await {
             Ok(Ok(pair)) => pair,
             _ => {

@@ -1,5 +1,6 @@
-//! The byte stream `h2` runs on: a [`Transport`] behind `monoio_compat::StreamWrapper`, plus what
-//! the edge needs between the socket and the codec.
+//! The byte stream `h2` runs on: a [`Transport`] behind [`PooledIo`] (the poll-style adapter
+//! that borrows buffers from the worker), plus what the edge needs between the socket and the
+//! codec.
 //!
 //! - bytes already read while sniffing for the connection preface are replayed first;
 //! - a read budget: monoio has no cooperative budget like tokio's, and with the epoll driver a
@@ -18,26 +19,22 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use monoio_compat::StreamWrapper;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::drain_notice::{Notice, NoticeHandle, OutboundFrames, SHUTDOWN_NOTICE};
 use super::guard::{Abuse, FrameGuard};
+use super::pooled_io::PooledIo;
+use crate::bufpool::SharedBufPool;
 use crate::transport::Transport;
 
 /// Bytes one connection may read before it yields to the worker's other tasks.
 pub const READ_BUDGET: usize = 64 * 1024;
 
-/// Buffer sizes for the compat wrapper: a 16 KiB frame (the default SETTINGS_MAX_FRAME_SIZE)
-/// and its header per read or write. Both are allocated with the connection and live as long
-/// as it does, so they are most of an idle HTTP/2 connection's memory.
-const WRAPPER_BUFFER: usize = 16 * 1024 + 9;
-
 /// Shared between the I/O adapter and the connection loop, which sends GOAWAY when it trips.
 pub type AbuseFlag = Rc<Cell<Option<Abuse>>>;
 
 pub struct H2Io {
-    inner: StreamWrapper<Transport>,
+    inner: PooledIo,
     replay: Vec<u8>,
     replay_pos: usize,
     since_yield: usize,
@@ -49,9 +46,9 @@ pub struct H2Io {
 
 impl H2Io {
     /// A client-side (upstream) stream: no replay, no guard.
-    pub fn client(stream: Transport) -> H2Io {
+    pub fn client(stream: Transport, bufs: SharedBufPool) -> H2Io {
         H2Io {
-            inner: StreamWrapper::new_with_buffer_size(stream, WRAPPER_BUFFER, WRAPPER_BUFFER),
+            inner: PooledIo::new(stream, bufs),
             replay: Vec::new(),
             replay_pos: 0,
             since_yield: 0,
@@ -63,9 +60,14 @@ impl H2Io {
 
     /// A server-side (downstream) stream: `initial` holds bytes already read (the preface, when
     /// it was sniffed); the guard watches everything the client sends, preface included.
-    pub fn server(stream: Transport, initial: Vec<u8>, flag: AbuseFlag) -> H2Io {
+    pub fn server(
+        stream: Transport,
+        bufs: SharedBufPool,
+        initial: Vec<u8>,
+        flag: AbuseFlag,
+    ) -> H2Io {
         H2Io {
-            inner: StreamWrapper::new_with_buffer_size(stream, WRAPPER_BUFFER, WRAPPER_BUFFER),
+            inner: PooledIo::new(stream, bufs),
             replay: initial,
             replay_pos: 0,
             since_yield: 0,

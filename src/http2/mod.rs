@@ -1,6 +1,7 @@
 //! HTTP/2 on monoio: the `h2` crate's server (downstream) and client (upstream) codecs, run over
-//! [`crate::transport::Transport`] through `monoio_compat::StreamWrapper` (the measured fast
-//! path; monoio's `into_poll_io` is about 5x slower for h2).
+//! [`crate::transport::Transport`] through our own completion-to-poll adapter (`pooled_io`,
+//! which borrows its large buffers from the worker only while bytes move; monoio's
+//! `into_poll_io` is about 5x slower for h2).
 //!
 //! `h2`'s defaults are not edge-safe, so every connection here is built with explicit limits
 //! (`server` for the downstream side, `client` for the upstream pool), `guard` counts the frames
@@ -10,6 +11,7 @@ pub mod client;
 pub mod drain_notice;
 pub mod guard;
 pub mod io;
+pub mod pooled_io;
 pub mod send;
 pub mod server;
 

@@ -100,7 +100,7 @@ pub async fn serve<H, F>(
     };
     let hs = w.stats().http.get(listener);
     let flag: AbuseFlag = Rc::new(Cell::new(None));
-    let io = H2Io::server(stream, initial, flag.clone());
+    let io = H2Io::server(stream, w.bufs.clone(), initial, flag.clone());
     let rx = io.rx_counter();
     let notice = io.notice_handle();
     let mut builder = h2::server::Builder::new();

@@ -31,7 +31,7 @@ use crate::stats::{ClusterStat, HttpStat, Stats};
 use crate::upstream::membership::MembershipHub;
 
 /// Builds worker 0 of a one-worker process from `yaml` (nothing is bound: the test accepts).
-fn worker_from_yaml(yaml: &str) -> Rc<Worker> {
+pub(super) fn worker_from_yaml(yaml: &str) -> Rc<Worker> {
     let bootstrap = Arc::new(crate::config::load_str(yaml).unwrap().bootstrap);
     let stats = Stats::new(&bootstrap, 1);
     let hub = MembershipHub::new(&bootstrap, stats.clone(), 1);
@@ -238,7 +238,10 @@ fn h2_client(addr: SocketAddr, path: &'static str, body: Vec<u8>) -> Client {
 
 async fn h2_exchange(addr: SocketAddr, path: &str, body: Vec<u8>) -> Option<()> {
     let tcp = monoio::net::TcpStream::connect(addr).await.ok()?;
-    let io = crate::http2::io::H2Io::client(crate::transport::Transport::Plain(tcp));
+    let bufs = std::rc::Rc::new(std::cell::RefCell::new(crate::bufpool::BufPool::new(
+        16384, 4,
+    )));
+    let io = crate::http2::io::H2Io::client(crate::transport::Transport::Plain(tcp), bufs);
     let (send, conn) = h2::client::handshake(io).await.ok()?;
     monoio::spawn(async move {
         let _ = conn.await;

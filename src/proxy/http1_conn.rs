@@ -13,7 +13,7 @@
 //! the worker's [`BufPool`] when a request arrives and given back when the connection goes
 //! idle, so memory follows requests in flight rather than connections open.
 //!
-//! [`BufPool`]: crate::proxy::worker::BufPool
+//! [`BufPool`]: crate::bufpool::BufPool
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::access_log::{Format, WorkerAccessLog};
+use crate::bufpool::SharedBufPool;
 use crate::config::Bootstrap;
 use crate::proxy::router::Router;
 use crate::rng::FastRng;
@@ -66,52 +67,11 @@ pub struct WorkerSpec {
     pub tls: TlsWatch,
 }
 
-/// Large buffers lent to HTTP/1.1 connections while they have a request in hand (the upstream
-/// read buffer, the outgoing buffer, a grown read buffer) and given back when the connection
-/// goes idle, so an idle keep-alive connection holds only its small read buffer. Bounded: at
-/// most `max_free` buffers wait here, and oversized ones are freed rather than kept.
-pub struct BufPool {
-    free: Vec<Vec<u8>>,
-    size: usize,
-    max_free: usize,
-}
-
-impl BufPool {
-    pub fn new(size: usize, max_free: usize) -> BufPool {
-        BufPool {
-            free: Vec::new(),
-            size,
-            max_free,
-        }
-    }
-
-    /// An empty buffer of at least the pool's size.
-    pub fn take(&mut self) -> Vec<u8> {
-        self.free
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.size))
-    }
-
-    /// Returns a buffer for reuse (dropped when the pool is full or the buffer grew past 4x
-    /// the standard size, so one large body does not pin its memory forever).
-    pub fn give(&mut self, mut buf: Vec<u8>) {
-        let cap = buf.capacity();
-        if cap >= self.size && cap <= self.size * 4 && self.free.len() < self.max_free {
-            buf.clear();
-            self.free.push(buf);
-        }
-    }
-
-    /// Buffers waiting for reuse.
-    pub fn idle(&self) -> usize {
-        self.free.len()
-    }
-}
-
 pub struct Worker {
     pub index: usize,
-    /// Buffers lent to connections per request.
-    pub bufs: RefCell<BufPool>,
+    /// Buffers lent to connections while bytes move (HTTP/1.1 requests, HTTP/2 reads and
+    /// writes); shared with this worker's HTTP/2 connections' I/O adapters.
+    pub bufs: SharedBufPool,
     pub shared: Arc<Shared>,
     pub membership: RefCell<MembershipWatch>,
     pub pool: RefCell<Pool>,

@@ -9,8 +9,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::proxy::worker::{share_of, BufPool, DownstreamCx, Worker, WorkerSpec};
+use crate::bufpool::BufPool;
+use crate::proxy::worker::{share_of, DownstreamCx, Worker, WorkerSpec};
 use crate::rng::FastRng;
+use crate::stats::dispatcher::LoopProbe;
+use crate::stats::histograms::HistogramId;
 use crate::upstream::lb::LoadBalancer;
 use crate::upstream::pool::Pool;
 /// Buffers a worker keeps for reuse at most (at the default 16 KiB, 4 MiB per worker).
@@ -25,12 +28,13 @@ pub(crate) fn build(spec: WorkerSpec) -> (Rc<Worker>, Vec<std::net::TcpListener>
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
+    let bufs = Rc::new(RefCell::new(BufPool::new(
+        spec.shared.tuning.read_buffer_bytes.max(4096),
+        BUF_POOL_MAX_FREE,
+    )));
     let worker = Rc::new(Worker {
         index: spec.index,
-        bufs: RefCell::new(BufPool::new(
-            spec.shared.tuning.read_buffer_bytes.max(4096),
-            BUF_POOL_MAX_FREE,
-        )),
+        bufs: bufs.clone(),
         shared: spec.shared.clone(),
         membership: RefCell::new(spec.membership),
         pool: RefCell::new(Pool::new(
@@ -38,7 +42,7 @@ pub(crate) fn build(spec: WorkerSpec) -> (Rc<Worker>, Vec<std::net::TcpListener>
             spec.shared.stats.clone(),
             spec.shared.tuning.max_idle_per_endpoint,
         )),
-        h2pool: RefCell::new(crate::http2::client::H2Pool::new(cfg.clusters.len())),
+        h2pool: RefCell::new(crate::http2::client::H2Pool::new(cfg.clusters.len(), bufs)),
         lbs: RefCell::new(
             cfg.clusters
                 .iter()
@@ -92,6 +96,9 @@ pub async fn run(spec: WorkerSpec) {
         }
     }
 
+    let probe_stop = Rc::new(Cell::new(false));
+    monoio::spawn(loop_probe(worker.clone(), probe_stop.clone()));
+
     // Housekeeping until the listeners are closed and nothing is in flight.
     let mut memory = MemoryReturn::default();
     let mut last_sweep = (
@@ -111,6 +118,8 @@ pub async fn run(spec: WorkerSpec) {
             break;
         }
     }
+    probe_stop.set(true);
+    worker.shared.stats.loops.stop(worker.index);
     worker.pool.borrow_mut().clear();
     worker.h2pool.borrow_mut().clear();
     worker.histograms.borrow_mut().flush();
@@ -118,6 +127,52 @@ pub async fn run(spec: WorkerSpec) {
     if let Some(log) = log.as_mut() {
         log.flush();
     }
+}
+
+/// The worker's loop probe (`stats::dispatcher`): wakes every [`PROBE_PERIOD`], touches the
+/// watchdog's heartbeat, and with `enable_dispatcher_stats` records how late the timer was
+/// handled (`poll_delay_us`) and how long one pass over the ready tasks took
+/// (`loop_duration_us`).
+///
+/// [`PROBE_PERIOD`]: crate::stats::dispatcher::PROBE_PERIOD
+pub(crate) async fn loop_probe(worker: Rc<Worker>, stop: Rc<Cell<bool>>) {
+    let stats = worker.shared.stats.clone();
+    let record = worker.shared.config.dispatcher_stats;
+    let index = worker.index;
+    let mut probe = LoopProbe::new(Instant::now());
+    stats.loops.touch(index, Instant::now());
+    while !stop.get() {
+        monoio::time::sleep_until(probe.deadline().into()).await;
+        let woke = Instant::now();
+        stats.loops.touch(index, woke);
+        let delay = probe.woke(woke);
+        if !record {
+            continue;
+        }
+        // One pass: every task ready now runs before this one is polled again.
+        let pass = Instant::now();
+        yield_once().await;
+        let pass = pass.elapsed();
+        let mut h = worker.histograms.borrow_mut();
+        h.record(HistogramId::PollDelay(index), delay.as_micros() as u64);
+        h.record(HistogramId::LoopDuration(index), pass.as_micros() as u64);
+    }
+}
+
+/// Gives the worker's other ready tasks their turn: wakes itself and is polled again after
+/// them (monoio queues a task that wakes itself while running behind the ones already ready).
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Connections that must have closed since the high-water mark before freed memory is handed
@@ -244,4 +299,80 @@ async fn accept_loop(
         }
     }
     open.set(open.get().saturating_sub(1));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::proxy::cancellation_tests::worker_from_yaml;
+    use crate::stats::dispatcher::spawn_watchdog;
+
+    const YAML: &str = "enable_dispatcher_stats: true
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: 1}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: t
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ['*']
+              routes:
+              - match: {prefix: /}
+                direct_response: {status: 200}
+";
+
+    /// A worker whose loop is blocked for 300 ms: the watchdog thread counts one miss (no mega
+    /// miss), and the probe's poll delay shows the block once the loop runs again.
+    #[test]
+    fn a_blocked_worker_counts_a_watchdog_miss() {
+        let worker = worker_from_yaml(YAML);
+        let stats = worker.shared.stats.clone();
+        let stop_watchdog = Arc::new(AtomicBool::new(false));
+        spawn_watchdog(stats.loops.clone(), stop_watchdog.clone()).unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let stop = Rc::new(Cell::new(false));
+            monoio::spawn(loop_probe(worker.clone(), stop.clone()));
+            monoio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(
+                stats.loops.misses(0),
+                0,
+                "a running loop was judged stalled"
+            );
+            // Block the loop, as a long computation on the worker would.
+            std::thread::sleep(Duration::from_millis(300));
+            monoio::time::sleep(Duration::from_millis(100)).await;
+            stop.set(true);
+        });
+        stop_watchdog.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(stats.loops.misses(0), 1);
+        assert_eq!(stats.loops.mega_misses(0), 0);
+
+        worker.histograms.borrow_mut().flush();
+        let (mut delay_max, mut passes) = (0, 0);
+        stats.histograms.with_merged(|id, h| match id {
+            HistogramId::PollDelay(0) => delay_max = h.max(),
+            HistogramId::LoopDuration(0) => passes = h.len(),
+            _ => {}
+        });
+        assert!(delay_max >= 200_000, "poll delay max {delay_max} us");
+        assert!(passes >= 10, "{passes} loop passes sampled");
+    }
 }

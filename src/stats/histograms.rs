@@ -26,6 +26,21 @@ pub enum HistogramId {
     UpstreamRqTime(usize),
     /// `http.<stat_prefix>.downstream_rq_time`, by listener index.
     DownstreamRqTime(usize),
+    /// `listener_manager.worker_<i>.dispatcher.loop_duration_us`, by worker index.
+    LoopDuration(usize),
+    /// `listener_manager.worker_<i>.dispatcher.poll_delay_us`, by worker index.
+    PollDelay(usize),
+}
+
+impl HistogramId {
+    /// Microseconds per unit of the histogram's name: request times are in milliseconds (as
+    /// Envoy's), the loop figures in microseconds.
+    pub fn micros_per_unit(self) -> f64 {
+        match self {
+            HistogramId::UpstreamRqTime(_) | HistogramId::DownstreamRqTime(_) => 1000.0,
+            HistogramId::LoopDuration(_) | HistogramId::PollDelay(_) => 1.0,
+        }
+    }
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -36,10 +51,21 @@ fn new_histogram() -> Histogram<u64> {
     })
 }
 
-/// One worker's histograms for every cluster and listener: the unit handed to the admin.
+/// The worker loop's own figures: sampled ~100 times a second, so two significant digits
+/// (a few KiB per histogram) describe them well enough.
+fn new_loop_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).unwrap_or_else(|_| {
+        Histogram::new(2).expect("HdrHistogram with 2 significant digits is always valid")
+    })
+}
+
+/// One worker's histograms for every cluster and listener and its own loop: the unit handed
+/// to the admin.
 pub struct Batch {
     upstream: Vec<Histogram<u64>>,
     downstream: Vec<Histogram<u64>>,
+    loop_duration: Histogram<u64>,
+    poll_delay: Histogram<u64>,
 }
 
 impl Batch {
@@ -47,12 +73,16 @@ impl Batch {
         Batch {
             upstream: (0..clusters).map(|_| new_histogram()).collect(),
             downstream: (0..listeners).map(|_| new_histogram()).collect(),
+            loop_duration: new_loop_histogram(),
+            poll_delay: new_loop_histogram(),
         }
     }
 
     fn reset(&mut self) {
         self.upstream.iter_mut().for_each(Histogram::reset);
         self.downstream.iter_mut().for_each(Histogram::reset);
+        self.loop_duration.reset();
+        self.poll_delay.reset();
     }
 }
 
@@ -76,6 +106,9 @@ impl WorkerHistograms {
         let h = match id {
             HistogramId::UpstreamRqTime(i) => self.current.upstream.get_mut(i),
             HistogramId::DownstreamRqTime(i) => self.current.downstream.get_mut(i),
+            // A worker records only its own loop; the index is the admin side's.
+            HistogramId::LoopDuration(_) => Some(&mut self.current.loop_duration),
+            HistogramId::PollDelay(_) => Some(&mut self.current.poll_delay),
         };
         if let Some(h) = h {
             h.saturating_record(micros.max(1));
@@ -123,6 +156,11 @@ struct Merged {
     links: Vec<Link>,
     upstream: Vec<Histogram<u64>>,
     downstream: Vec<Histogram<u64>>,
+    /// Per worker (in `links` order: the order `worker` was called, which is worker index).
+    loop_duration: Vec<Histogram<u64>>,
+    poll_delay: Vec<Histogram<u64>>,
+    /// Whether the loop histograms are shown (`enable_dispatcher_stats`).
+    dispatcher_stats: bool,
 }
 
 /// The admin side: takes worker batches and keeps the cumulative histograms.
@@ -140,11 +178,15 @@ impl HistogramSink {
                 links: Vec::new(),
                 upstream: cfg.clusters.iter().map(|_| new_histogram()).collect(),
                 downstream: cfg.listeners.iter().map(|_| new_histogram()).collect(),
+                loop_duration: Vec::new(),
+                poll_delay: Vec::new(),
+                dispatcher_stats: cfg.dispatcher_stats,
             }),
         }
     }
 
-    /// A worker's histograms; called once per worker at start (not on the request path).
+    /// A worker's histograms; called once per worker at start, in worker index order (not on
+    /// the request path).
     pub fn worker(&self, clusters: usize, listeners: usize) -> WorkerHistograms {
         // One slot towards the admin: the bound that keeps memory flat with nobody reading /stats.
         // A worker has at most three batches alive (recording, spare or returning, in the slot),
@@ -157,6 +199,8 @@ impl HistogramSink {
             Err(p) => p.into_inner(),
         };
         m.links.push(Link { rx, ret: ret_tx });
+        m.loop_duration.push(new_loop_histogram());
+        m.poll_delay.push(new_loop_histogram());
         WorkerHistograms {
             current: Batch::new(clusters, listeners),
             spare: None,
@@ -174,7 +218,7 @@ impl HistogramSink {
             Err(p) => p.into_inner(),
         };
         let m = &mut *m;
-        for link in &m.links {
+        for (w, link) in m.links.iter().enumerate() {
             match link.rx.try_recv() {
                 Ok(mut batch) => {
                     for (t, h) in m.upstream.iter_mut().zip(&batch.upstream) {
@@ -182,6 +226,12 @@ impl HistogramSink {
                     }
                     for (t, h) in m.downstream.iter_mut().zip(&batch.downstream) {
                         let _ = t.add(h);
+                    }
+                    if let Some(t) = m.loop_duration.get_mut(w) {
+                        let _ = t.add(&batch.loop_duration);
+                    }
+                    if let Some(t) = m.poll_delay.get_mut(w) {
+                        let _ = t.add(&batch.poll_delay);
                     }
                     batch.reset();
                     // The worker may already hold a spare (or be gone): then this one is freed.
@@ -196,6 +246,14 @@ impl HistogramSink {
         for (i, h) in m.downstream.iter().enumerate() {
             f(HistogramId::DownstreamRqTime(i), h);
         }
+        if m.dispatcher_stats {
+            for (i, h) in m.loop_duration.iter().enumerate() {
+                f(HistogramId::LoopDuration(i), h);
+            }
+            for (i, h) in m.poll_delay.iter().enumerate() {
+                f(HistogramId::PollDelay(i), h);
+            }
+        }
     }
 }
 
@@ -209,6 +267,7 @@ mod tests {
         sink.with_merged(|id, h| match id {
             HistogramId::UpstreamRqTime(_) => up += h.len(),
             HistogramId::DownstreamRqTime(_) => down += h.len(),
+            HistogramId::LoopDuration(_) | HistogramId::PollDelay(_) => {}
         });
         (up, down)
     }

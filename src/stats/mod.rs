@@ -9,6 +9,7 @@
 
 pub mod breakers;
 pub mod counters;
+pub mod dispatcher;
 pub mod histograms;
 
 use std::sync::Arc;
@@ -333,13 +334,16 @@ pub struct Stats {
     /// Indexed by `ClusterId`.
     pub clusters: Vec<ClusterStats>,
     pub histograms: histograms::HistogramSink,
+    /// Worker loop heartbeats and watchdog counters.
+    pub loops: Arc<dispatcher::LoopHealth>,
 }
 
 impl Stats {
     pub fn new(cfg: &crate::config::Bootstrap, workers: usize) -> Arc<Stats> {
+        let started = Instant::now();
         Arc::new(Stats {
             workers,
-            started: Instant::now(),
+            started,
             server: ServerStats::new(workers),
             listeners: cfg
                 .listeners
@@ -374,6 +378,7 @@ impl Stats {
                 })
                 .collect(),
             histograms: histograms::HistogramSink::new(cfg),
+            loops: Arc::new(dispatcher::LoopHealth::new(workers, started)),
         })
     }
 }
