@@ -13,10 +13,23 @@
 #   haproxy  --churn-cmd: `set server be/pPORT state maint|ready` on the admin stats socket (socat)
 # The proxy runs alone on CPU 1 (one worker); the fleet and the load generator share CPU 0.
 #
+# Each proxy runs RUNS times, interleaved (ringway, nginx, haproxy, ringway, ...), so a slow
+# patch of the machine hits every proxy alike; the table shows medians and, for the churn p99.9,
+# the spread (min-max). Ringway runs with `enable_dispatcher_stats`, and after each run its
+# worker's loop figures (loop_duration_us and poll_delay_us p99/max, watchdog misses) are
+# printed, so a tail can be told apart from a slow loop. The host's other load is measured per
+# run (all CPU time on the machine minus that of the proxy, fleet and load generator, from
+# /proc): a run where anything else used more than MAX_FOREIGN_CPU (0.10 CPU) is reported and
+# the table is refused (exit 1) unless ALLOW_NOISE=1.
+#
 # Env: RATE (2000) DURATION (30s) WARMUP (2s) CONNECTIONS (64) CHURN_EVERY (2s) CHURN_DRAIN
 #      (500ms) FLEET_PORTS (19101-19106) CONTROL_PORT (19100) PROXY_PORT (19081) ADMIN_PORT
-#      (19901) PROXIES ("ringway nginx haproxy") SKIP_BUILD=1 (use existing release binaries)
-#      KEEP_DIR=1 (keep configs, logs, per-run JSON and SVG reports)
+#      (19901) PROXIES ("ringway nginx haproxy") RUNS (5) MAX_FOREIGN_CPU (0.10) ALLOW_NOISE=1
+#      MODE (http; https = TLS 1.3 at the edge, as the seed benchmark has it: each proxy
+#      terminates TLS with the same self-signed ECDSA P-256 certificate, the load generator
+#      resumes sessions on reconnect; upstreams stay plain HTTP/1.1)
+#      SKIP_BUILD=1 (use existing release binaries) KEEP_DIR=1 (keep configs, logs, per-run JSON
+#      and SVG reports)
 set -euo pipefail
 
 RATE=${RATE:-2000}
@@ -32,6 +45,11 @@ ADMIN_PORT=${ADMIN_PORT:-19901}
 PROXIES=${PROXIES:-"ringway nginx haproxy"}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_DIR=${KEEP_DIR:-0}
+RUNS=${RUNS:-5}
+MODE=${MODE:-http}
+MAX_FOREIGN_CPU=${MAX_FOREIGN_CPU:-0.10}
+ALLOW_NOISE=${ALLOW_NOISE:-0}
+CLK_TCK=$(getconf CLK_TCK)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RINGWAY=$ROOT/target/release/ringway
@@ -65,7 +83,43 @@ need_tools() {
         command -v socat >/dev/null || die "socat still missing after apt-get install"
     fi
     [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (fleet+loadgen on 0, proxy on 1)"
+    case $MODE in
+        http) ;;
+        https) command -v openssl >/dev/null || die "MODE=https needs openssl" ;;
+        *) die "MODE must be http or https, not $MODE" ;;
+    esac
 }
+
+# The edge certificate for MODE=https (one for every proxy; HAProxy wants key and chain in one
+# file).
+write_certificate() {
+    [[ $MODE == https ]] || return 0
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$WORK/edge-key.pem" -out "$WORK/edge-crt.pem" 2>/dev/null \
+        || die "openssl could not make the edge certificate"
+    cat "$WORK/edge-crt.pem" "$WORK/edge-key.pem" >"$WORK/edge.pem"
+}
+
+# The URL the load generator sends to, and its TLS arguments.
+target_url() {
+    case $MODE in
+        http) echo "http://127.0.0.1:$PROXY_PORT/" ;;
+        https) echo "https://localhost:$PROXY_PORT/" ;;
+    esac
+}
+# wait_http (bench/lib.sh), in the edge's scheme.
+wait_proxy() {
+    local port=$1 pid=$2 i
+    [[ $MODE == https ]] || { wait_http "$port" "$pid"; return; }
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        [[ $(curl -sk -o /dev/null -m 1 -w '%{http_code}' "https://127.0.0.1:$port/" || true) == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+tls_args() { [[ $MODE == https ]] && echo "--cacert $WORK/edge-crt.pem"; true; }
 
 build() {
     [[ $SKIP_BUILD == 1 ]] && return 0
@@ -75,16 +129,36 @@ build() {
 
 ports() { seq "$FIRST_PORT" "$LAST_PORT"; }
 
+# The `- ` item's first key: Envoy's DownstreamTlsContext for MODE=https, else a no-op key.
+ringway_transport_socket() {
+    if [[ $MODE != https ]]; then
+        echo "name: plain"
+        return
+    fi
+    cat <<EOF
+transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain: { filename: $WORK/edge-crt.pem }
+              private_key: { filename: $WORK/edge-key.pem }
+EOF
+}
+
 write_ringway_config() {
     {
         cat <<EOF
+enable_dispatcher_stats: true
 static_resources:
   listeners:
   - name: ingress
     address:
       socket_address: { address: 127.0.0.1, port_value: $PROXY_PORT }
     filter_chains:
-    - filters:
+    - $(ringway_transport_socket)
+      filters:
       - name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
@@ -137,7 +211,8 @@ http {
     keepalive_requests 10000000;
     include $WORK/upstream.conf;
     server {
-        listen 127.0.0.1:$PROXY_PORT backlog=4096;
+        listen 127.0.0.1:$PROXY_PORT backlog=4096$([[ $MODE == https ]] && echo " ssl");
+$([[ $MODE == https ]] && printf '        ssl_certificate %s;\n        ssl_certificate_key %s;\n        ssl_protocols TLSv1.3;\n        ssl_session_cache shared:SSL:10m;\n' "$WORK/edge-crt.pem" "$WORK/edge-key.pem")
         location / {
             proxy_pass http://fleet;
             proxy_http_version 1.1;
@@ -200,7 +275,7 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend fe
-    bind 127.0.0.1:$PROXY_PORT
+    bind 127.0.0.1:$PROXY_PORT$([[ $MODE == https ]] && echo " ssl crt $WORK/edge.pem ssl-min-ver TLSv1.3")
     default_backend be
 backend be
     balance roundrobin
@@ -252,34 +327,91 @@ churn_args() {
     esac
 }
 
+# Busy CPU ticks of the whole machine (user+nice+system+irq+softirq+steal).
+host_busy_ticks() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+
+# CPU ticks of the given processes and their live children, including children they reaped
+# (nginx's workers replaced by a reload, the churn commands the load generator ran).
+tree_ticks() {
+    local p c total=0
+    for p in "$@"; do
+        # This shell: itself and what it reaped (the load generator); its live children (the
+        # proxy, the fleet) are named on their own.
+        local kids=""
+        [[ $p == "$$" ]] || kids=$(pgrep -P "$p" 2>/dev/null || true)
+        for c in "$p" $kids; do
+            [[ -r /proc/$c/stat ]] || continue
+            total=$((total + $(awk '{sub(/^.*\) /, ""); print $12+$13+$14+$15}' "/proc/$c/stat" 2>/dev/null || echo 0)))
+        done
+    done
+    echo "$total"
+}
+
+# The proxy's loop figures after a Ringway run, from its admin: "loop p99/max us, poll delay
+# p99/max us, watchdog misses".
+ringway_loop_stats() {
+    local body
+    body=$(curl -s "http://127.0.0.1:$ADMIN_PORT/stats" 2>/dev/null) || { echo "n/a"; return; }
+    awk '
+        function q(line, label,   re, m) {
+            re = label "\\(nan,[^)]*\\)"
+            if (match(line, re)) { m = substr(line, RSTART, RLENGTH); sub(/^.*,/, "", m); sub(/\)$/, "", m); return m }
+            return "?"
+        }
+        /dispatcher.loop_duration_us:/ { loop = q($0, "P99") "/" q($0, "P100") }
+        /dispatcher.poll_delay_us:/ { poll = q($0, "P99") "/" q($0, "P100") }
+        /^workers.watchdog_miss:/ { miss = $2 }
+        /^workers.watchdog_mega_miss:/ { mega = $2 }
+        END { printf "loop_duration_us p99/max %s, poll_delay_us p99/max %s, watchdog miss %s mega %s\n", loop, poll, miss, mega }
+    ' <<<"$body"
+}
+
 # One proxy: start it, one churn run, stop it. Appends a TSV row to results.tsv.
 run_one() {
-    local name=$1 pid json rc=0
+    local name=$1 run=$2 pid json rc=0 host0 ours0 host1 ours1 lp
     start_proxy "$name" && [[ -n $STARTED_PID ]] || { log "$name: cannot start"; return 1; }
     pid=$STARTED_PID
     PIDS+=("$pid")
-    if ! wait_http "$PROXY_PORT" "$pid"; then
+    if ! wait_proxy "$PROXY_PORT" "$pid"; then
         log "$name: did not answer 200 on :$PROXY_PORT"
         tail -n 5 "$WORK/$name.out" >&2 2>/dev/null || true
         stop "$pid"
         return 1
     fi
-    json=$WORK/$name.json
-    log "$name: $RATE req/s for $DURATION (+$WARMUP warmup), graceful churn every $CHURN_EVERY"
+    json=$WORK/$name-$run.json
+    log "$name run $run/$RUNS: $RATE req/s for $DURATION (+$WARMUP warmup), graceful churn every $CHURN_EVERY"
+    local t0 t1
+    t0=$(date +%s.%N)
+    host0=$(host_busy_ticks)
+    ours0=$(tree_ticks "$pid" "$FLEET_PID" $$)
     # shellcheck disable=SC2046 # churn_args is a word list on purpose (paths have no spaces)
     taskset -c 0 "$LOADGEN" --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" \
         --connections "$CONNECTIONS" --threads 1 --cpu-set 0 \
-        --json "$json" --report "$WORK/$name.svg" "http://127.0.0.1:$PROXY_PORT/" \
+        --json "$json" --report "$WORK/$name-$run.svg" "$(target_url)" $(tls_args) \
         --churn-every "$CHURN_EVERY" --churn-mode graceful --churn-drain "$CHURN_DRAIN" \
         --churn-ports "$FLEET_PORTS" --fleet-control "http://127.0.0.1:$CONTROL_PORT" \
         $(churn_args "$name") >"$WORK/$name.txt" 2>&1 || rc=$?
+    host1=$(host_busy_ticks)
+    t1=$(date +%s.%N)
+    # The load generator has exited by now: its ticks are in this shell's reaped children.
+    ours1=$(tree_ticks "$pid" "$FLEET_PID" $$)
+    local secs foreign
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+    foreign=$(awk -v h=$((host1 - host0)) -v o=$((ours1 - ours0)) -v t="$CLK_TCK" -v d="${secs:-0}" \
+        'BEGIN { f = (h - o) / t; if (d > 0) printf "%.3f", f / d; else print "nan" }')
+    echo -e "$name\t$run\t$foreign" >>"$WORK/load.tsv"
+    if [[ $name == ringway ]]; then
+        lp=$(ringway_loop_stats)
+        log "ringway run $run loop: $lp"
+        echo -e "$run\t$lp" >>"$WORK/loops.tsv"
+    fi
     stop "$pid"
     if [[ ! -s $json ]]; then
         log "$name: loadgen failed (exit $rc): $(tail -n 5 "$WORK/$name.txt")"
         return 1
     fi
     [[ $rc == 0 ]] || log "$name: loadgen exit $rc: $(grep -m3 'FAILED' "$WORK/$name.txt" || tail -n 3 "$WORK/$name.txt")"
-    jq -r --arg p "$name" '[$p,
+    jq -r --arg p "$name" --arg r "$run" '[$p, $r,
         .phases.steady.p99_ms, .phases.steady.p99_9_ms, .phases.churn.p99_ms, .phases.churn.p99_9_ms,
         .latency_ms.max, .errors.total, .phases.steady.errors, .phases.churn.errors,
         .churn.actions, .churn.failed_actions, .completed,
@@ -290,27 +422,49 @@ run_one() {
 
 print_table() {
     echo
-    echo "graceful churn every $CHURN_EVERY (drain $CHURN_DRAIN) over ${FLEET_PORTS}, $RATE req/s open loop, $CONNECTIONS connections, $DURATION; proxy on CPU 1, fleet+loadgen on CPU 0; latency in ms"
+    echo "ringway $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), ringway-loadgen, $MODE at the edge; graceful churn every $CHURN_EVERY (drain $CHURN_DRAIN) over ${FLEET_PORTS}, $RATE req/s open loop, $CONNECTIONS connections, $DURATION; proxy on CPU 1, fleet+loadgen on CPU 0; latency in ms, median of $RUNS runs (interleaved); churn p99.9 spread is min-max"
     awk -F'\t' -v proxies="$PROXIES" '
-        { for (i = 2; i <= NF; i++) v[$1, i] = $i; seen[$1] = 1 }
+        function median(p, col,   n, i, j, t, a) {
+            n = cnt[p]
+            for (i = 1; i <= n; i++) a[i] = v[p, i, col] + 0
+            for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+            lo = a[1]; hi = a[n]
+            return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        { c = ++cnt[$1]; for (i = 3; i <= NF; i++) v[$1, c, i] = $i; seen[$1] = 1 }
         END {
-            fmt = "%-8s | %10s | %12s | %9s | %11s | %8s | %6s | %-19s | %s\n"
-            printf fmt, "proxy", "steady p99", "steady p99.9", "churn p99", "churn p99.9", "max", "errors", "errors steady/churn", "churn actions (failed)"
-            print "---------|------------|--------------|-----------|-------------|----------|--------|---------------------|-----------------------"
+            fmt = "%-8s | %4s | %10s | %12s | %9s | %11s | %-15s | %8s | %11s | %s\n"
+            printf fmt, "proxy", "runs", "steady p99", "steady p99.9", "churn p99", "churn p99.9", "churn p99.9 min-max", "max", "errors sum", "churn actions (failed), sum"
+            print "---------|------|------------|--------------|-----------|-------------|-----------------|----------|-------------|---------------------------"
             n = split(proxies, order, " ")
             for (k = 1; k <= n; k++) {
                 p = order[k]
-                if (!(p in seen)) { printf fmt, p, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"; continue }
-                kinds = (v[p, 13] != "") ? " " v[p, 13] : ""
-                printf fmt, p, v[p, 2], v[p, 3], v[p, 4], v[p, 5], v[p, 6], v[p, 7], v[p, 8] "/" v[p, 9] kinds, v[p, 10] " (" v[p, 11] ")"
+                if (!(p in seen)) { printf fmt, p, 0, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"; continue }
+                errs = 0; acts = 0; failed = 0
+                for (r = 1; r <= cnt[p]; r++) { errs += v[p, r, 8]; acts += v[p, r, 11]; failed += v[p, r, 12] }
+                s99 = median(p, 3); s999 = median(p, 4); c99 = median(p, 5); c999 = median(p, 6)
+                spread = sprintf("%.3f-%.3f", lo, hi)
+                mx = median(p, 7)
+                printf fmt, p, cnt[p], sprintf("%.3f", s99), sprintf("%.3f", s999), sprintf("%.3f", c99), sprintf("%.3f", c999), spread, sprintf("%.3f", mx), errs, acts " (" failed ")"
             }
         }' "$WORK/results.tsv"
+    if [[ -s $WORK/loops.tsv ]]; then
+        echo
+        echo "ringway's worker loop after each run (cumulative over the run, from /stats):"
+        sed 's/^/  run /' "$WORK/loops.tsv"
+    fi
+    echo
+    echo "foreign CPU per run (machine busy time minus the proxy, fleet and load generator, in CPUs;"
+    echo "about -0.1 on an idle host: the kernel charges some softirq work to both the processes and"
+    echo "the irq/softirq columns, so only a positive figure means someone else ran):"
+    awk -F'\t' '{ printf "  %s run %s: %s\n", $1, $2, $3 }' "$WORK/load.tsv"
 }
 
 main() {
     need_tools
     build
     [[ -x $LOADGEN ]] || die "no $LOADGEN (build it or drop SKIP_BUILD)"
+    write_certificate
     write_ringway_config
     write_nginx_config
     write_haproxy_config
@@ -318,12 +472,26 @@ main() {
     log "fleet: ringway-loadgen upstream --ports $FLEET_PORTS --control-port $CONTROL_PORT (CPU 0)"
     taskset -c 0 "$LOADGEN" upstream --ports "$FLEET_PORTS" --response-bytes 64 \
         --control-port "$CONTROL_PORT" >"$WORK/fleet.out" 2>&1 &
-    local fleet=$! p
+    local fleet=$! p r
+    FLEET_PID=$fleet
     PIDS+=("$fleet")
     wait_http "$FIRST_PORT" "$fleet" || die "fleet did not start: $(cat "$WORK/fleet.out")"
-    for p in $PROXIES; do
-        run_one "$p" || log "$p: no result"
+    : >"$WORK/load.tsv"
+    for r in $(seq 1 "$RUNS"); do
+        for p in $PROXIES; do
+            run_one "$p" "$r" || log "$p run $r: no result"
+        done
     done
+    local noisy
+    noisy=$(awk -F'\t' -v max="$MAX_FOREIGN_CPU" '$3 == "nan" || $3 + 0 > max + 0 { print $1 " run " $2 ": " $3 " CPU" }' "$WORK/load.tsv")
+    if [[ -n $noisy ]]; then
+        log "other processes used more than $MAX_FOREIGN_CPU CPU during: $(echo "$noisy" | paste -sd';' -)"
+        if [[ $ALLOW_NOISE != 1 ]]; then
+            print_table >&2
+            die "the host was not quiet: no table (ALLOW_NOISE=1 prints it anyway, marked)"
+        fi
+        echo "WARNING: host not quiet during some runs (see foreign CPU below)"
+    fi
     print_table
 }
 

@@ -62,8 +62,11 @@ enum Piece {
     DownstreamRemoteNoPort,
     DownstreamLocal,
     RouteName,
-    /// Timings Ringway does not track separately; printed as `-` as Envoy does when unknown.
-    Unavailable,
+    /// `%REQUEST_DURATION%`, `%RESPONSE_DURATION%`, `%RESPONSE_TX_DURATION%`: the exchange's
+    /// phases, `-` when a phase did not happen (no upstream answered, the request never ended).
+    RequestDuration,
+    ResponseDuration,
+    ResponseTxDuration,
     UpstreamServiceTime,
 }
 
@@ -152,7 +155,13 @@ impl Format {
                 Piece::DownstreamRemoteNoPort => write_addr(out, ctx.downstream_remote, false),
                 Piece::DownstreamLocal => write_addr(out, ctx.downstream_local, true),
                 Piece::RouteName => write_or_dash(out, ctx.route_name),
-                Piece::Unavailable => out.push(b'-'),
+                Piece::RequestDuration => write_opt_millis(out, ctx.request_duration),
+                Piece::ResponseDuration => write_opt_millis(out, ctx.response_duration),
+                Piece::ResponseTxDuration => write_opt_millis(
+                    out,
+                    ctx.response_duration
+                        .map(|r| ctx.duration.saturating_sub(r)),
+                ),
                 Piece::UpstreamServiceTime => match ctx.upstream_service_time {
                     Some(d) => write_millis(out, d),
                     None => out.push(b'-'),
@@ -241,7 +250,9 @@ fn parse_command(s: &str) -> Result<(Piece, usize), String> {
         "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT" => no_arg(Piece::DownstreamRemoteNoPort)?,
         "DOWNSTREAM_LOCAL_ADDRESS" => no_arg(Piece::DownstreamLocal)?,
         "ROUTE_NAME" => no_arg(Piece::RouteName)?,
-        "REQUEST_DURATION" | "RESPONSE_DURATION" => no_arg(Piece::Unavailable)?,
+        "REQUEST_DURATION" => no_arg(Piece::RequestDuration)?,
+        "RESPONSE_DURATION" => no_arg(Piece::ResponseDuration)?,
+        "RESPONSE_TX_DURATION" => no_arg(Piece::ResponseTxDuration)?,
         "UPSTREAM_SERVICE_TIME" => no_arg(Piece::UpstreamServiceTime)?,
         "" => return Err("access log format: missing command name after %".to_owned()),
         other => return Err(format!("access log format: unknown command %{other}%")),
@@ -361,6 +372,13 @@ fn write_u64(out: &mut Vec<u8>, v: u64) {
     write_padded(out, v, 0);
 }
 
+fn write_opt_millis(out: &mut Vec<u8>, d: Option<Duration>) {
+    match d {
+        Some(d) => write_millis(out, d),
+        None => out.push(b'-'),
+    }
+}
+
 /// Whole milliseconds, as Envoy's `%DURATION%` prints them.
 fn write_millis(out: &mut Vec<u8>, d: Duration) {
     write_u64(out, d.as_millis() as u64);
@@ -427,6 +445,11 @@ pub struct LogContext<'a> {
     pub bytes_received: u64,
     pub bytes_sent: u64,
     pub duration: Duration,
+    /// Start to the last byte of the request received (`%REQUEST_DURATION%`).
+    pub request_duration: Option<Duration>,
+    /// Start to the first byte of the upstream's response (`%RESPONSE_DURATION%`); the rest of
+    /// `duration` is `%RESPONSE_TX_DURATION%`.
+    pub response_duration: Option<Duration>,
     pub upstream_service_time: Option<Duration>,
     pub upstream_host: Option<SocketAddr>,
     pub upstream_cluster: &'a str,
@@ -704,6 +727,8 @@ mod tests {
             bytes_received: 12,
             bytes_sent: 345,
             duration: Duration::from_micros(8_999),
+            request_duration: Some(Duration::from_micros(1_200)),
+            response_duration: Some(Duration::from_micros(6_500)),
             upstream_service_time: Some(Duration::from_millis(7)),
             upstream_host: Some("10.0.0.2:8080".parse().unwrap()),
             upstream_cluster: "service1",
@@ -768,7 +793,10 @@ mod tests {
         );
         assert_eq!(render("%DOWNSTREAM_LOCAL_ADDRESS%"), "[::1]:10000");
         assert_eq!(render("%ROUTE_NAME%"), "-");
-        assert_eq!(render("%REQUEST_DURATION% %RESPONSE_DURATION%"), "- -");
+        assert_eq!(
+            render("%REQUEST_DURATION% %RESPONSE_DURATION% %RESPONSE_TX_DURATION%"),
+            "1 6 2"
+        );
         assert_eq!(render("%PROTOCOL%"), "HTTP/1.1");
         assert_eq!(render("%REQ(:METHOD)% %REQ(:Path):4%"), "GET /api");
         assert_eq!(render("%REQ(X-MISSING)%"), "-");

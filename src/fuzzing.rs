@@ -95,6 +95,8 @@ pub fn access_log_format(data: &[u8]) {
         bytes_received: u64::MAX,
         bytes_sent: 0,
         duration: Duration::from_secs(u64::MAX / 2),
+        request_duration: Some(Duration::from_secs(u64::MAX / 4)),
+        response_duration: Some(Duration::MAX),
         upstream_service_time: None,
         upstream_host: Some(remote),
         upstream_cluster: "c",

@@ -17,6 +17,7 @@ pub mod bufpool;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod cooperative;
 pub mod exchange;
 /// Fuzz entry points (called by the targets in `fuzz/`); not an API.
 #[doc(hidden)]

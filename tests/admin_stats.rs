@@ -271,3 +271,67 @@ fn dispatcher_stats_show_each_workers_loop_when_enabled() {
     assert!(!body.contains("dispatcher."), "{body}");
     assert!(body.contains("workers.watchdog_miss: "), "{body}");
 }
+
+/// Envoy's phase operators attribute a slow request: an upload trickled over ~400 ms, then an
+/// upstream that thinks for 300 ms, shows in `%REQUEST_DURATION%` (request fully received) and
+/// `%RESPONSE_DURATION%` (first upstream byte) on HTTP/1.1 and HTTP/2; the remainder is
+/// `%RESPONSE_TX_DURATION%`.
+#[test]
+fn access_log_phase_durations_attribute_the_time() {
+    let u = TestUpstream::start();
+    let dir = TempDir::new("access-log-phases");
+    let path = dir.join("phases.log");
+    let cfg = ConfigBuilder::single(&[u.port]).hcm_extra(&format!(
+        "access_log:\n- name: envoy.access_loggers.file\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog\n    path: {}\n    log_format:\n      text_format_source:\n        inline_string: \"%PROTOCOL% %RESPONSE_CODE% %REQUEST_DURATION% %RESPONSE_DURATION% %RESPONSE_TX_DURATION% %DURATION%\\n\"\n",
+        path.display()
+    ));
+    let rw = Ringway::start(&cfg.render());
+    // HTTP/1.1: a POST whose body arrives in pieces over ~400 ms (`-T -` streams the pipe),
+    // to an upstream path that waits 300 ms before answering.
+    let slow_upload = format!(
+        "(printf a; sleep 0.2; printf b; sleep 0.2; printf c) | curl -s -o /dev/null -w '%{{http_code}}' -X POST -T - {}",
+        rw.url("/delay/300")
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &slow_upload])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    // HTTP/2 (prior knowledge), same upstream wait, no body.
+    let out = curl_ok(&[
+        "--http2-prior-knowledge",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &rw.url("/delay/300"),
+    ]);
+    assert_eq!(out, "200");
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    let _ = wait_until(Duration::from_secs(5), || {
+        (read().lines().count() >= 2).then_some(())
+    });
+    let text = read();
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let ms = |v: &str| -> u64 {
+        v.parse()
+            .unwrap_or_else(|_| panic!("not a number: {v} in {text}"))
+    };
+    let h1 = rows
+        .iter()
+        .find(|r| r[0] == "HTTP/1.1")
+        .unwrap_or_else(|| panic!("{text}"));
+    let (req, resp, tx, total) = (ms(h1[2]), ms(h1[3]), ms(h1[4]), ms(h1[5]));
+    assert!(req >= 350, "the upload took ~400 ms: {text}");
+    assert!(
+        resp >= req + 250,
+        "the upstream thought 300 ms after the body: {text}"
+    );
+    assert!(tx <= 50 && resp + tx <= total + 1, "{text}");
+    let h2 = rows
+        .iter()
+        .find(|r| r[0] == "HTTP/2")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(ms(h2[2]) < 100 && ms(h2[3]) >= 280, "{text}");
+}

@@ -239,6 +239,9 @@ fn serve_connection(mut stream: TcpStream, state: &ServerState, log: &Mutex<Admi
             bytes_received: req.body.len() as u64,
             bytes_sent: if head_only { 0 } else { resp.body.len() as u64 },
             duration: started.elapsed(),
+            // The admin reads the whole request before answering; no upstream.
+            request_duration: None,
+            response_duration: None,
             upstream_service_time: None,
             upstream_host: None,
             upstream_cluster: "",

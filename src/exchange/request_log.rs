@@ -30,6 +30,10 @@ pub struct RequestLog<'r> {
     pub response_headers: Vec<HeaderSpan>,
     /// The x-request-id we generated (empty when the client sent one or none was generated).
     pub generated_request_id: Vec<u8>,
+    /// When the whole request had arrived and when the response head went out (from the
+    /// exchange's `Activity`), for `%REQUEST_DURATION%` and `%RESPONSE_DURATION%`.
+    pub request_complete_at: Option<Instant>,
+    pub response_started_at: Option<Instant>,
 }
 
 /// The request as the upstream saw it, for the access log: the client's head plus what the
@@ -65,7 +69,16 @@ impl RequestLog<'_> {
             response_head: Vec::new(),
             response_headers: Vec::new(),
             generated_request_id: Vec::new(),
+            request_complete_at: None,
+            response_started_at: None,
         }
+    }
+
+    /// Takes the exchange's phase times (request complete, response started) for the log.
+    pub fn phases_from(&mut self, activity: &crate::exchange::watchdog::Activity) {
+        let (request, response) = activity.phases();
+        self.request_complete_at = self.request_complete_at.or(request);
+        self.response_started_at = self.response_started_at.or(response);
     }
 }
 
@@ -120,6 +133,14 @@ pub fn log_request(
         bytes_received: log.bytes_received,
         bytes_sent: log.bytes_sent,
         duration: elapsed,
+        request_duration: log
+            .request_complete_at
+            .map(|t| t.saturating_duration_since(log.start)),
+        // Envoy's: start to the upstream's first byte, so only when an upstream answered.
+        response_duration: log
+            .response_started_at
+            .filter(|_| log.upstream_host.is_some())
+            .map(|t| t.saturating_duration_since(log.start)),
         upstream_service_time: log.upstream_service_time,
         upstream_host: log.upstream_host,
         upstream_cluster: cluster_name,

@@ -26,16 +26,18 @@ use crate::stats::HttpStat;
 #[derive(Debug)]
 pub struct Activity {
     last: Cell<Instant>,
-    request_complete: Cell<bool>,
-    response_started: Cell<bool>,
+    /// When the whole request had arrived (also the access log's `%REQUEST_DURATION%`).
+    request_complete: Cell<Option<Instant>>,
+    /// When the response head went to the client (the log's `%RESPONSE_DURATION%`).
+    response_started: Cell<Option<Instant>>,
 }
 
 impl Default for Activity {
     fn default() -> Self {
         Activity {
             last: Cell::new(Instant::now()),
-            request_complete: Cell::new(false),
-            response_started: Cell::new(false),
+            request_complete: Cell::new(None),
+            response_started: Cell::new(None),
         }
     }
 }
@@ -52,27 +54,36 @@ impl Activity {
 
     /// The whole request (head, body, trailers) has been received from the client.
     pub fn complete_request(&self) {
-        self.request_complete.set(true);
+        if self.request_complete.get().is_none() {
+            self.request_complete.set(Some(Instant::now()));
+        }
     }
 
     pub fn request_complete(&self) -> bool {
-        self.request_complete.get()
+        self.request_complete.get().is_some()
     }
 
     /// The response head went to the client: a timeout can no longer be answered, only cut.
     pub fn start_response(&self) {
-        self.response_started.set(true);
+        if self.response_started.get().is_none() {
+            self.response_started.set(Some(Instant::now()));
+        }
     }
 
     pub fn response_started(&self) -> bool {
-        self.response_started.get()
+        self.response_started.get().is_some()
+    }
+
+    /// When the request completed and the response started, for the access log.
+    pub fn phases(&self) -> (Option<Instant>, Option<Instant>) {
+        (self.request_complete.get(), self.response_started.get())
     }
 
     /// Back to a fresh exchange (an HTTP/1.1 connection reuses one `Activity` per request).
     pub fn reset(&self) {
         self.stamp();
-        self.request_complete.set(false);
-        self.response_started.set(false);
+        self.request_complete.set(None);
+        self.response_started.set(None);
     }
 }
 

@@ -5,8 +5,8 @@
 //! - bytes already read while sniffing for the connection preface are replayed first;
 //! - a read budget: monoio has no cooperative budget like tokio's, and with the epoll driver a
 //!   socket that always has data would let one connection's `h2` loop run forever. After
-//!   [`READ_BUDGET`] bytes the read yields once (wake, then `Pending`) so the worker's other
-//!   connections get their turn;
+//!   [`READ_BUDGET`] bytes the read yields once (`cooperative::poll_yield`: behind every task
+//!   ready at that moment) so the worker's other connections get their turn;
 //! - on the server side, a [`FrameGuard`] that sees every frame header the client sends and
 //!   trips on floods; a tripped connection reads nothing more;
 //! - on the server side, the drain's shutdown notice (`drain_notice`), written between two of
@@ -130,8 +130,8 @@ impl AsyncRead for H2Io {
         }
         if this.since_yield >= READ_BUDGET {
             this.since_yield = 0;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
+            // Not `wake_by_ref`: monoio would poll this task again before any other.
+            return crate::cooperative::poll_yield(cx).map(Ok);
         }
         let before = buf.filled().len();
         if this.replay_pos < this.replay.len() {

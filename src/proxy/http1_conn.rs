@@ -137,6 +137,7 @@ pub async fn serve(
                 peer,
                 local,
             };
+            log.phases_from(&progress);
             finish_request(w, listener, &parts, &req, &log);
             drop(active);
             return;
@@ -435,6 +436,7 @@ async fn handle_request<'w>(
                             // Envoy: an upgrade the route does not allow is refused with 403,
                             // and the connection closes (its payload may be no HTTP at all).
                             local_reply(c, req, &mut log, 403, b"", hcm, true, &[]).await;
+                            log.phases_from(&c.progress);
                             finish_request(w, listener, &c.parts(), req, &log);
                             return None;
                         }
@@ -483,6 +485,8 @@ async fn handle_request<'w>(
             }
         }
     }
+
+    log.phases_from(&c.progress);
 
     finish_request(w, listener, &c.parts(), req, &log);
     None

@@ -136,6 +136,7 @@ pub async fn forward(
             expiry = watchdog => Some(expiry),
         }
     };
+    log.phases_from(&activity);
     let Some(expiry) = expired else {
         return;
     };

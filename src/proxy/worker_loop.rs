@@ -149,30 +149,15 @@ pub(crate) async fn loop_probe(worker: Rc<Worker>, stop: Rc<Cell<bool>>) {
         if !record {
             continue;
         }
-        // One pass: every task ready now runs before this one is polled again.
+        // One pass: every task ready now runs before this one is polled again (a real yield,
+        // to the back of the run queue; see `cooperative`).
         let pass = Instant::now();
-        yield_once().await;
+        crate::cooperative::yield_now().await;
         let pass = pass.elapsed();
         let mut h = worker.histograms.borrow_mut();
         h.record(HistogramId::PollDelay(index), delay.as_micros() as u64);
         h.record(HistogramId::LoopDuration(index), pass.as_micros() as u64);
     }
-}
-
-/// Gives the worker's other ready tasks their turn: wakes itself and is polled again after
-/// them (monoio queues a task that wakes itself while running behind the ones already ready).
-async fn yield_once() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }
 
 /// Connections that must have closed since the high-water mark before freed memory is handed
