@@ -26,8 +26,9 @@
 #      (500ms) FLEET_PORTS (19101-19106) CONTROL_PORT (19100) PROXY_PORT (19081) ADMIN_PORT
 #      (19901) PROXIES ("ringway nginx haproxy") RUNS (5) MAX_FOREIGN_CPU (0.10) ALLOW_NOISE=1
 #      MODE (http; https = TLS 1.3 at the edge, as the seed benchmark has it: each proxy
-#      terminates TLS with the same self-signed ECDSA P-256 certificate, the load generator
-#      resumes sessions on reconnect; upstreams stay plain HTTP/1.1)
+#      terminates TLS with the same ECDSA P-256 certificate, the load generator resumes
+#      sessions on reconnect; h2 = HTTP/2 with prior knowledge (h2c) at the edge, STREAMS (10)
+#      per connection; upstreams stay plain HTTP/1.1 in every mode)
 #      SKIP_BUILD=1 (use existing release binaries) KEEP_DIR=1 (keep configs, logs, per-run JSON
 #      and SVG reports)
 set -euo pipefail
@@ -47,6 +48,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_DIR=${KEEP_DIR:-0}
 RUNS=${RUNS:-5}
 MODE=${MODE:-http}
+STREAMS=${STREAMS:-10}
 MAX_FOREIGN_CPU=${MAX_FOREIGN_CPU:-0.10}
 ALLOW_NOISE=${ALLOW_NOISE:-0}
 CLK_TCK=$(getconf CLK_TCK)
@@ -84,9 +86,9 @@ need_tools() {
     fi
     [[ $(nproc) -ge 2 ]] || die "needs 2 CPUs (fleet+loadgen on 0, proxy on 1)"
     case $MODE in
-        http) ;;
+        http | h2) ;;
         https) command -v openssl >/dev/null || die "MODE=https needs openssl" ;;
-        *) die "MODE must be http or https, not $MODE" ;;
+        *) die "MODE must be http, https or h2, not $MODE" ;;
     esac
 }
 
@@ -94,10 +96,16 @@ need_tools() {
 # file).
 write_certificate() {
     [[ $MODE == https ]] || return 0
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-        -keyout "$WORK/edge-key.pem" -out "$WORK/edge-crt.pem" 2>/dev/null \
-        || die "openssl could not make the edge certificate"
+    # A CA and a leaf signed by it (webpki refuses a self-signed CA certificate as the leaf).
+    {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=churn-compare-ca -keyout "$WORK/ca-key.pem" -out "$WORK/ca.pem" &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -subj /CN=localhost -keyout "$WORK/edge-key.pem" -out "$WORK/edge.csr" &&
+            printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n' >"$WORK/edge.ext" &&
+            openssl x509 -req -in "$WORK/edge.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca-key.pem" \
+                -CAcreateserial -days 2 -extfile "$WORK/edge.ext" -out "$WORK/edge-crt.pem"
+    } >/dev/null 2>&1 || die "openssl could not make the edge certificate"
     cat "$WORK/edge-crt.pem" "$WORK/edge-key.pem" >"$WORK/edge.pem"
 }
 
@@ -111,15 +119,24 @@ target_url() {
 # wait_http (bench/lib.sh), in the edge's scheme.
 wait_proxy() {
     local port=$1 pid=$2 i
-    [[ $MODE == https ]] || { wait_http "$port" "$pid"; return; }
+    local how=(-k "https://127.0.0.1:$port/")
+    case $MODE in
+        http) wait_http "$port" "$pid"; return ;;
+        h2) how=(--http2-prior-knowledge "http://127.0.0.1:$port/") ;;
+    esac
     for i in $(seq 1 50); do
         kill -0 "$pid" 2>/dev/null || return 1
-        [[ $(curl -sk -o /dev/null -m 1 -w '%{http_code}' "https://127.0.0.1:$port/" || true) == 200 ]] && return 0
+        [[ $(curl -s -o /dev/null -m 1 -w '%{http_code}' "${how[@]}" || true) == 200 ]] && return 0
         sleep 0.1
     done
     return 1
 }
-tls_args() { [[ $MODE == https ]] && echo "--cacert $WORK/edge-crt.pem"; true; }
+tls_args() {
+    case $MODE in
+        https) echo "--cacert $WORK/ca.pem" ;;
+        h2) echo "--http2 --streams $STREAMS" ;;
+    esac
+}
 
 build() {
     [[ $SKIP_BUILD == 1 ]] && return 0
@@ -211,7 +228,7 @@ http {
     keepalive_requests 10000000;
     include $WORK/upstream.conf;
     server {
-        listen 127.0.0.1:$PROXY_PORT backlog=4096$([[ $MODE == https ]] && echo " ssl");
+        listen 127.0.0.1:$PROXY_PORT backlog=4096$([[ $MODE == https ]] && echo " ssl")$([[ $MODE == h2 ]] && echo " http2");
 $([[ $MODE == https ]] && printf '        ssl_certificate %s;\n        ssl_certificate_key %s;\n        ssl_protocols TLSv1.3;\n        ssl_session_cache shared:SSL:10m;\n' "$WORK/edge-crt.pem" "$WORK/edge-key.pem")
         location / {
             proxy_pass http://fleet;
@@ -275,7 +292,7 @@ defaults
     timeout client 60s
     timeout server 60s
 frontend fe
-    bind 127.0.0.1:$PROXY_PORT$([[ $MODE == https ]] && echo " ssl crt $WORK/edge.pem ssl-min-ver TLSv1.3")
+    bind 127.0.0.1:$PROXY_PORT$([[ $MODE == https ]] && echo " ssl crt $WORK/edge.pem ssl-min-ver TLSv1.3")$([[ $MODE == h2 ]] && echo " proto h2")
     default_backend be
 backend be
     balance roundrobin
@@ -321,7 +338,7 @@ start_proxy() {
 
 churn_args() {
     case $1 in
-        ringway) echo "--admin http://127.0.0.1:$ADMIN_PORT --churn-cluster fleet" ;;
+        ringway) echo "--admin http://127.0.0.1:$ADMIN_PORT --churn-cluster fleet --loop-stats http://127.0.0.1:$ADMIN_PORT" ;;
         nginx) echo "--churn-cmd $WORK/nginx-churn.sh" ;;
         haproxy) echo "--churn-cmd $WORK/haproxy-churn.sh" ;;
     esac

@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use support::fleet::{http, loadgen, FleetProc};
-use support::{free_port, TempDir};
+use support::{free_port, ConfigBuilder, Ringway, TempDir, TestUpstream};
 
 /// (method, path, body) of each request the fake admin received.
 type AdminLog = Arc<Mutex<Vec<(String, String, String)>>>;
@@ -359,5 +359,55 @@ fn tls_h1_and_h2_against_nginx() {
         String::from_utf8_lossy(&out.stderr).contains("TLS handshake failed"),
         "{}",
         text(&out)
+    );
+}
+
+/// `--loop-stats`: the load generator scrapes Ringway's worker loop lag (published with
+/// `enable_dispatcher_stats`) once a second and reports one point per second of the run, in
+/// the JSON and on the chart; without dispatcher stats there is nothing to difference, so no
+/// point is invented.
+#[test]
+fn loop_stats_overlay_the_proxys_loop_lag() {
+    let u = TestUpstream::start();
+    let yaml = ConfigBuilder::single(&[u.port]).render();
+    let rw = Ringway::start(&format!("enable_dispatcher_stats: true\n{yaml}"));
+    let admin = format!("http://127.0.0.1:{}", rw.admin_port);
+    let dir = TempDir::new("loop-stats");
+    let report = dir.join("run.svg");
+    let report_arg = report.display().to_string();
+    let (out, j) = load_run_at(
+        "200",
+        "2",
+        &["--loop-stats", &admin, "--report", &report_arg],
+        &rw.url("/"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let points = j["loop_lag"]["points"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!points.is_empty(), "no loop-lag point: {}", j["loop_lag"]);
+    for p in &points {
+        assert!(p["samples"].as_u64().unwrap_or(0) > 0, "{p}");
+        assert!(p["p99_ms"].is_number() || p["p99_ms"].is_null(), "{p}");
+    }
+    assert!(
+        text(&out).contains("proxy loop lag (poll_delay_us"),
+        "{}",
+        text(&out)
+    );
+    let svg = std::fs::read_to_string(&report).unwrap();
+    assert!(svg.contains("loop lag p99"), "no overlay on the chart");
+    drop(rw);
+
+    let rw = Ringway::start(&yaml);
+    let admin = format!("http://127.0.0.1:{}", rw.admin_port);
+    let (out, j) = load_run(&["--loop-stats", &admin], &rw.url("/"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        j["loop_lag"]["points"],
+        serde_json::json!([]),
+        "{}",
+        j["loop_lag"]
     );
 }

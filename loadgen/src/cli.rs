@@ -102,6 +102,11 @@ pub struct Args {
     /// No live progress line (it is on by default when stderr is a terminal).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// The proxy's admin base URL: scrape its worker loop lag (Envoy's
+    /// `dispatcher.poll_delay_us`, which Ringway publishes with `enable_dispatcher_stats`)
+    /// once per interval and draw it on the --report chart.
+    #[arg(long, value_name = "ADMIN_URL")]
+    pub loop_stats: Option<String>,
     #[command(flatten)]
     pub churn: ChurnArgs,
 }
@@ -353,6 +358,8 @@ pub struct Config {
     pub tls: Option<crate::net::Tls>,
     /// HTTP/2 (h2c or h2 over TLS) instead of HTTP/1.1.
     pub h2: Option<crate::plan::H2Plan>,
+    /// Where to scrape the proxy's loop lag (`--loop-stats`).
+    pub loop_stats: Option<crate::control::Endpoint>,
 }
 
 /// "10s", "500ms", "2m", "1.5s", "250us"; a bare number means seconds.
@@ -440,6 +447,11 @@ impl Args {
         }
         let cpu_set = self.cpu_set.as_deref().map(parse_cpu_list).transpose()?;
         let churn = self.churn.into_spec()?;
+        let loop_stats = self
+            .loop_stats
+            .as_deref()
+            .map(|u| crate::control::Endpoint::parse(u).map_err(|e| format!("--loop-stats: {e}")))
+            .transpose()?;
         // Resolve last: every cheaper check has had its chance to fail first.
         let addr = (target.host.as_str(), target.port)
             .to_socket_addrs()
@@ -505,6 +517,7 @@ impl Args {
                 || (!self.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())),
             tls,
             h2,
+            loop_stats,
         })
     }
 }

@@ -8,6 +8,7 @@ mod control;
 mod demo;
 mod h1;
 mod h2conn;
+mod loop_lag;
 mod net;
 mod plan;
 mod progress;

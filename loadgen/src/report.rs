@@ -148,6 +148,8 @@ pub struct Summary {
     pub churn: Vec<Event>,
     /// Churn phase length after each action.
     pub churn_window: Duration,
+    /// The proxy's loop lag per interval (`--loop-stats`).
+    pub loop_lag: Option<crate::loop_lag::LoopLag>,
 }
 
 impl Summary {
@@ -220,6 +222,7 @@ impl Summary {
             );
         }
         self.churn_text(&mut s);
+        self.loop_lag_text(&mut s);
         s
     }
 
@@ -310,6 +313,45 @@ impl Summary {
         }
     }
 
+    /// The proxy's loop lag (`--loop-stats`): its worst intervals, so a latency spike can be
+    /// matched with a worker that was late.
+    fn loop_lag_text(&self, s: &mut String) {
+        let Some(lag) = &self.loop_lag else {
+            return;
+        };
+        let fmt = |v: f64| {
+            if v.is_finite() {
+                format!("<={v}")
+            } else {
+                "over the last bucket".to_string()
+            }
+        };
+        let _ = writeln!(
+            s,
+            "
+proxy loop lag (poll_delay_us, per {:.1}s interval, bucket bounds in ms): {} intervals, {} failed scrapes",
+            self.timeline.interval().as_secs_f64(),
+            lag.points.len(),
+            lag.failed_scrapes
+        );
+        let mut worst: Vec<&crate::loop_lag::LagPoint> = lag.points.iter().collect();
+        worst.sort_by(|a, b| {
+            b.max_ms
+                .total_cmp(&a.max_ms)
+                .then(b.p99_ms.total_cmp(&a.p99_ms))
+        });
+        for p in worst.iter().take(5) {
+            let _ = writeln!(
+                s,
+                "  t={:>6.1}s  p99 {:>10}  max {:>10}  ({} wake-ups)",
+                p.t,
+                fmt(p.p99_ms),
+                fmt(p.max_ms),
+                p.samples
+            );
+        }
+    }
+
     /// Write the `--report` chart: HTML with an embedded SVG for `.html`/`.htm`, SVG otherwise.
     pub fn write_report(&self, path: &std::path::Path) -> Result<(), String> {
         let marks: Vec<svg::Mark> = self
@@ -349,6 +391,7 @@ impl Summary {
             self.timeline.interval().as_secs_f64(),
             self.duration.as_secs_f64(),
             &marks,
+            self.loop_lag.as_ref().map_or(&[][..], |l| &l.points),
         );
         let is_html = path
             .extension()
@@ -456,6 +499,16 @@ impl Summary {
                 "events": events,
             },
             "phases": { "steady": phase(&steady), "churn": phase(&churn) },
+            "loop_lag": self.loop_lag.as_ref().map(|l| json!({
+                "metric": "poll_delay_us (bucket upper bounds, ms; null past the last bucket)",
+                "failed_scrapes": l.failed_scrapes,
+                "points": l.points.iter().map(|p| json!({
+                    "t": p.t,
+                    "p99_ms": p.p99_ms.is_finite().then_some(p.p99_ms),
+                    "max_ms": p.max_ms.is_finite().then_some(p.max_ms),
+                    "samples": p.samples,
+                })).collect::<Vec<_>>(),
+            })),
         })
     }
 }
@@ -488,6 +541,7 @@ mod tests {
             timeline: Timeline::new(Duration::from_secs(10)),
             churn: Vec::new(),
             churn_window: DEFAULT_CHURN_WINDOW,
+            loop_lag: None,
         }
     }
 

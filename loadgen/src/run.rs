@@ -1,5 +1,6 @@
 //! One load run end to end: fix the run's clock, start the churn driver on its own thread
-//! aligned with the measured window, run the workers, attach the churn log to the summary, and
+//! aligned with the measured window (and the loop-lag scraper, with `--loop-stats`), run the
+//! workers, attach the churn log and the loop lag to the summary, and
 //! write the requested outputs (terminal table, `--json`, `--report`).
 //!
 //! Shared by the main command and `demo`, which differ only in where the fleet control lives
@@ -26,7 +27,17 @@ pub fn execute(cfg: &Config, fleet: Option<Box<dyn FleetControl>>) -> Result<Sum
         }
         None => None,
     };
+    let scraper = match &cfg.loop_stats {
+        Some(admin) => Some(crate::loop_lag::Scraper::start(
+            admin.clone(),
+            times.measure_from,
+            times.end,
+            crate::timeline::width_for(cfg.duration).max(std::time::Duration::from_secs(1)),
+        )?),
+        None => None,
+    };
     let summary = workers::run_at(cfg, times);
+    let loop_lag = scraper.map(crate::loop_lag::Scraper::finish);
     let events = match driver {
         Some(h) => h
             .join()
@@ -35,6 +46,7 @@ pub fn execute(cfg: &Config, fleet: Option<Box<dyn FleetControl>>) -> Result<Sum
     };
     let mut summary = summary?;
     summary.churn = events;
+    summary.loop_lag = loop_lag;
     summary.churn_window = cfg
         .churn
         .as_ref()

@@ -9,6 +9,7 @@
 
 use std::fmt::Write as _;
 
+use crate::loop_lag::LagPoint;
 use crate::timeline::Point;
 
 /// A vertical mark: time (s since the window start), label, and whether it is a failure.
@@ -30,6 +31,13 @@ const BOTTOM: f64 = 60.0;
 
 /// A plotted line: name, colour, and the value it takes from a point.
 type Series = (&'static str, &'static str, fn(&Point) -> f64);
+/// A loop-lag line: name, colour, dash pattern, and the value it takes from a point.
+type LagSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LagPoint) -> f64,
+);
 
 /// XML-escape text and attribute values.
 pub fn esc(s: &str) -> String {
@@ -49,13 +57,15 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-/// Render the chart. `duration` is the measured window in seconds; `interval` the series step.
+/// Render the chart. `duration` is the measured window in seconds; `interval` the series step;
+/// `lag` the proxy's loop lag per interval (`--loop-stats`), drawn dashed when present.
 pub fn chart(
     title: &str,
     points: &[Point],
     interval: f64,
     duration: f64,
     marks: &[Mark],
+    lag: &[LagPoint],
 ) -> String {
     let duration = duration.max(interval).max(1e-3);
     // Log-scale bounds: whole decades around the data, at least 0.1 .. 10 ms.
@@ -63,7 +73,8 @@ pub fn chart(
         .iter()
         .filter(|p| p.completed > 0)
         .flat_map(|p| [p.p50_ms, p.p99_ms, p.max_ms])
-        .filter(|v| *v > 0.0);
+        .chain(lag.iter().flat_map(|l| [l.p99_ms, l.max_ms]))
+        .filter(|v| *v > 0.0 && v.is_finite());
     let (lo, hi) = vals.fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
     let lo_dec = if lo == f64::MAX {
         -1
@@ -178,6 +189,37 @@ pub fn chart(
         let _ = writeln!(
             s,
             r#"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{color}" stroke-width="3"/><text x="{:.1}" y="{:.1}">{name}</text>"#,
+            lx + 22.0,
+            lx + 27.0,
+            ly + 4.0
+        );
+    }
+    // The proxy's loop lag (bucket bounds; a stall past the last bucket is drawn at the top).
+    let lag_series: [LagSeries; 2] = [
+        ("loop lag p99", "#17becf", "6,3", |l| l.p99_ms),
+        ("loop lag max", "#8c564b", "2,3", |l| l.max_ms),
+    ];
+    for (i, (name, color, dash, get)) in lag_series.iter().enumerate() {
+        if lag.is_empty() {
+            break;
+        }
+        let mut d = String::new();
+        for (k, l) in lag.iter().enumerate() {
+            let v = get(l);
+            let v = if v.is_finite() { v } else { 10f64.powi(hi_dec) };
+            let cmd = if k == 0 { 'M' } else { 'L' };
+            let _ = write!(d, "{cmd}{:.1},{:.1} ", x(l.t - interval / 2.0), y(v));
+        }
+        let _ = writeln!(
+            s,
+            r#"<path d="{}" fill="none" stroke="{color}" stroke-width="1.5" stroke-dasharray="{dash}"><title>proxy {name} (poll_delay_us bucket bound)</title></path>"#,
+            d.trim_end()
+        );
+        let lx = LEFT + 560.0 + 120.0 * i as f64;
+        let ly = H - 14.0;
+        let _ = writeln!(
+            s,
+            r#"<line x1="{lx}" y1="{ly}" x2="{:.1}" y2="{ly}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/><text x="{:.1}" y="{:.1}">{name}</text>"#,
             lx + 22.0,
             lx + 27.0,
             ly + 4.0
@@ -344,7 +386,7 @@ mod tests {
                 failed: true,
             },
         ];
-        let svg = chart("run <1> & co", &pts, 1.0, 10.0, &marks);
+        let svg = chart("run <1> & co", &pts, 1.0, 10.0, &marks, &[]);
         let names = check_xml(&svg).unwrap_or_else(|e| panic!("{e}\n{svg}"));
         assert_eq!(names[0], "svg");
         // Three series paths, each broken into two segments by the empty interval.
@@ -367,7 +409,7 @@ mod tests {
 
     #[test]
     fn empty_run_still_renders() {
-        let svg = chart("empty", &[], 1.0, 0.0, &[]);
+        let svg = chart("empty", &[], 1.0, 0.0, &[], &[]);
         check_xml(&svg).unwrap();
     }
 }

@@ -176,6 +176,7 @@ pub fn run_at(cfg: &Config, times: Times) -> Result<Summary, String> {
         timeline,
         churn: Vec::new(),
         churn_window: crate::report::DEFAULT_CHURN_WINDOW,
+        loop_lag: None,
     })
 }
 
@@ -311,6 +312,7 @@ mod tests {
             progress: false,
             tls: None,
             h2: None,
+            loop_stats: None,
         }
     }
 
