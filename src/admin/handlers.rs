@@ -163,7 +163,7 @@ fn stats(state: &ServerState, req: &Request, format: Option<&str>) -> Response {
             .map(str::to_owned),
         used_only: req.has_param("usedonly"),
     };
-    let snap = render::collect(&state.stats, server_gauges(state));
+    let snap = render::collect(&state.stats, server_gauges(state), q.filter.as_deref());
     match format {
         None | Some("text") => Response::text(200, render::text(&snap, &q)),
         Some("json") => Response::json(200, &render::json(&snap, &q)),

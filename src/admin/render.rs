@@ -57,6 +57,10 @@ pub struct ServerGauges {
 pub struct StatsSnapshot {
     pub stats: BTreeMap<String, Stat>,
     pub hists: BTreeMap<String, Hist>,
+    /// Only stats whose name contains this are collected (`?filter=`): a scraper polling one
+    /// histogram every second (`ringway-loadgen --loop-stats`) must not cost a copy of every
+    /// latency histogram, on a thread that may share the worker's CPU.
+    filter: Option<String>,
 }
 
 /// Envoy's Prometheus histogram bucket bounds, in milliseconds.
@@ -66,6 +70,10 @@ pub const PROM_BUCKETS_MS: [f64; 19] = [
 ];
 
 impl StatsSnapshot {
+    fn wanted(&self, name: &str) -> bool {
+        self.filter.as_deref().is_none_or(|f| name.contains(f))
+    }
+
     fn add(
         &mut self,
         name: String,
@@ -74,6 +82,9 @@ impl StatsSnapshot {
         prom_name: String,
         labels: Vec<(&'static str, String)>,
     ) {
+        if !self.wanted(&name) {
+            return;
+        }
         self.stats
             .entry(name)
             .and_modify(|s| s.value = s.value.wrapping_add(value))
@@ -93,6 +104,9 @@ impl StatsSnapshot {
         id: HistogramId,
         h: &Histogram<u64>,
     ) {
+        if !self.wanted(&name) {
+            return;
+        }
         match self.hists.get_mut(&name) {
             Some(existing) => {
                 let _ = existing.hist.add(h);
@@ -120,11 +134,12 @@ fn kind_of(gauge: bool) -> Kind {
     }
 }
 
-/// Sums every stat object into a snapshot.
-pub fn collect(stats: &Stats, server: ServerGauges) -> StatsSnapshot {
+/// Sums every stat object into a snapshot (only the names `filter` keeps, when given).
+pub fn collect(stats: &Stats, server: ServerGauges, filter: Option<&str>) -> StatsSnapshot {
     let mut s = StatsSnapshot {
         stats: BTreeMap::new(),
         hists: BTreeMap::new(),
+        filter: filter.map(str::to_owned),
     };
     for (stat, v) in [
         ("live", u64::from(server.live)),
@@ -567,7 +582,7 @@ mod tests {
     #[test]
     fn text_has_envoy_lines_sorted() {
         let stats = populated();
-        let snap = collect(&stats, server_gauges());
+        let snap = collect(&stats, server_gauges(), None);
         let out = text(&snap, &StatsQuery::default());
         let lines: Vec<&str> = out.lines().collect();
         for want in [
@@ -609,10 +624,27 @@ mod tests {
         assert!(lines[lines.len() - 2].starts_with("cluster.service1.upstream_rq_time"));
     }
 
+    /// A filtered scrape collects only what it shows: no copy of the other histograms.
+    #[test]
+    fn a_filtered_collect_holds_only_the_matching_stats() {
+        let stats = populated();
+        let snap = collect(&stats, server_gauges(), Some("upstream_rq_2"));
+        assert!(snap.hists.is_empty());
+        assert_eq!(
+            snap.stats.keys().collect::<Vec<_>>(),
+            [
+                "cluster.service1.upstream_rq_200",
+                "cluster.service1.upstream_rq_2xx"
+            ]
+        );
+        let all = collect(&stats, server_gauges(), None);
+        assert!(!all.hists.is_empty() && all.stats.len() > 10);
+    }
+
     #[test]
     fn filter_and_usedonly() {
         let stats = populated();
-        let snap = collect(&stats, server_gauges());
+        let snap = collect(&stats, server_gauges(), None);
         let q = StatsQuery {
             filter: Some("upstream_rq_2".into()),
             used_only: false,
@@ -635,7 +667,7 @@ mod tests {
     #[test]
     fn json_shape() {
         let stats = populated();
-        let snap = collect(&stats, server_gauges());
+        let snap = collect(&stats, server_gauges(), None);
         let v = json(
             &snap,
             &StatsQuery {
@@ -658,7 +690,10 @@ mod tests {
     #[test]
     fn prometheus_names_and_labels() {
         let stats = populated();
-        let out = prometheus(&collect(&stats, server_gauges()), &StatsQuery::default());
+        let out = prometheus(
+            &collect(&stats, server_gauges(), None),
+            &StatsQuery::default(),
+        );
         for want in [
             "# TYPE envoy_cluster_upstream_rq_total counter",
             "envoy_cluster_upstream_rq_total{envoy_cluster_name=\"service1\"} 30",
@@ -706,7 +741,7 @@ mod tests {
         cfg.listeners.push(l2);
         let stats2 = Stats::new(&cfg, 1);
         for s in [&stats, &stats2] {
-            let out = prometheus(&collect(s, server_gauges()), &StatsQuery::default());
+            let out = prometheus(&collect(s, server_gauges(), None), &StatsQuery::default());
             let mut typed: HashSet<String> = HashSet::new();
             let mut series: HashSet<String> = HashSet::new();
             for line in out.lines() {
