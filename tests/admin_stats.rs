@@ -323,7 +323,9 @@ fn access_log_phase_durations_attribute_the_time() {
         .find(|r| r[0] == "HTTP/1.1")
         .unwrap_or_else(|| panic!("{text}"));
     let (req, resp, tx, total) = (ms(h1[2]), ms(h1[3]), ms(h1[4]), ms(h1[5]));
-    assert!(req >= 350, "the upload took ~400 ms: {text}");
+    // The head arrives once curl has started (the first piece may already be in the pipe), so
+    // of the ~400 ms trickle at least the last 200 ms come after it.
+    assert!(req >= 200, "the upload trickled for ~400 ms: {text}");
     assert!(
         resp >= req + 250,
         "the upstream thought 300 ms after the body: {text}"

@@ -74,9 +74,9 @@ impl RequestLog<'_> {
         }
     }
 
-    /// Takes the exchange's phase times (request complete, response started) for the log.
-    pub fn phases_from(&mut self, activity: &crate::exchange::watchdog::Activity) {
-        let (request, response) = activity.phases();
+    /// Takes the exchange's phase times (request complete, response started: the watchdog's
+    /// `Activity::phases`) for the log.
+    pub fn phases_from(&mut self, (request, response): (Option<Instant>, Option<Instant>)) {
         self.request_complete_at = self.request_complete_at.or(request);
         self.response_started_at = self.response_started_at.or(response);
     }

@@ -137,7 +137,7 @@ pub async fn serve(
                 peer,
                 local,
             };
-            log.phases_from(&progress);
+            log.phases_from(progress.phases());
             finish_request(w, listener, &parts, &req, &log);
             drop(active);
             return;
@@ -436,7 +436,7 @@ async fn handle_request<'w>(
                             // Envoy: an upgrade the route does not allow is refused with 403,
                             // and the connection closes (its payload may be no HTTP at all).
                             local_reply(c, req, &mut log, 403, b"", hcm, true, &[]).await;
-                            log.phases_from(&c.progress);
+                            log.phases_from(c.progress.phases());
                             finish_request(w, listener, &c.parts(), req, &log);
                             return None;
                         }
@@ -486,7 +486,7 @@ async fn handle_request<'w>(
         }
     }
 
-    log.phases_from(&c.progress);
+    log.phases_from(c.progress.phases());
 
     finish_request(w, listener, &c.parts(), req, &log);
     None

@@ -136,7 +136,7 @@ pub async fn forward(
             expiry = watchdog => Some(expiry),
         }
     };
-    log.phases_from(&activity);
+    log.phases_from(activity.phases());
     let Some(expiry) = expired else {
         return;
     };
