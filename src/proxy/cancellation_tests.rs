@@ -66,7 +66,7 @@ pub(super) fn worker_from_yaml(yaml: &str) -> Rc<Worker> {
     crate::proxy::worker_loop::build(spec).0
 }
 
-fn bootstrap_yaml(routes: &str, clusters: &str) -> String {
+pub(super) fn bootstrap_yaml(routes: &str, clusters: &str) -> String {
     format!(
         "static_resources:
   listeners:

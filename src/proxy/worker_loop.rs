@@ -294,37 +294,20 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::proxy::cancellation_tests::worker_from_yaml;
+    use crate::proxy::cancellation_tests::{bootstrap_yaml, worker_from_yaml};
     use crate::stats::dispatcher::spawn_watchdog;
-
-    const YAML: &str = "enable_dispatcher_stats: true
-static_resources:
-  listeners:
-  - name: l
-    address: {socket_address: {address: 127.0.0.1, port_value: 1}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          '@type': type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: t
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {'@type': type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-          route_config:
-            virtual_hosts:
-            - name: v
-              domains: ['*']
-              routes:
-              - match: {prefix: /}
-                direct_response: {status: 200}
-";
 
     /// A worker whose loop is blocked for 300 ms: the watchdog thread counts one miss (no mega
     /// miss), and the probe's poll delay shows the block once the loop runs again.
     #[test]
     fn a_blocked_worker_counts_a_watchdog_miss() {
-        let worker = worker_from_yaml(YAML);
+        let routes =
+            "              - match: {prefix: /}\n                direct_response: {status: 200}\n";
+        let yaml = format!(
+            "enable_dispatcher_stats: true\n{}",
+            bootstrap_yaml(routes, "")
+        );
+        let worker = worker_from_yaml(&yaml);
         let stats = worker.shared.stats.clone();
         let stop_watchdog = Arc::new(AtomicBool::new(false));
         spawn_watchdog(stats.loops.clone(), stop_watchdog.clone()).unwrap();
